@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make quickstart` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_PIN := torch==2.13.0
+export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/embedforge/torch_extensions
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup quickstart test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Re-installs only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet "$(TORCH_PIN)"
+	$(PY) -m pip install --quiet -e ".[dev,deepspeed]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+quickstart: setup
+	$(PY) jobs/quickstart.py --config jobs/configs/quickstart.yaml
+
+test: setup
+	$(PY) -m pytest tests -q
+
+bench: setup
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info platform/*.egg-info

@@ -1,0 +1,1 @@
+"""One module per ``embedforge`` subcommand (see ``embedforge.cli.COMMANDS``)."""

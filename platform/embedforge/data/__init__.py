@@ -1,0 +1,1 @@
+"""Readers for corpora, queries, relevance judgements and labelled pairs."""

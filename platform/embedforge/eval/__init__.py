@@ -1,0 +1,1 @@
+"""Evaluation: the project's own retrieval metrics, and mteb integration."""

@@ -1,0 +1,276 @@
+"""Model merging, the recipe's third stage: slerp of checkpoints saved during fine-tuning.
+
+The tensor functions are pure and work on state dicts; :func:`merge_checkpoints` adds the
+folder I/O, so a merged folder loads exactly like the checkpoints it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Literal, Mapping, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+StateDict = Mapping[str, Tensor]
+MergeMethod = Literal["slerp", "linear"]
+
+WEIGHTS_NAME = "model.safetensors"
+
+# Top-level files merge_checkpoints does not copy: the weights it rewrites, and the
+# training state a Trainer or DeepSpeed leaves next to them, which a merged model has no
+# use for (and optimizer.pt is twice the model's size).
+_NOT_COPIED = (
+    "model.safetensors",
+    "model-*.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model-*.bin",
+    "pytorch_model.bin.index.json",
+    "optimizer.pt",
+    "scheduler.pt",
+    "scaler.pt",
+    "rng_state*.pth",
+    "trainer_state.json",
+    "training_args.bin",
+    "global_step*",
+    "latest",
+    "zero_to_fp32.py",
+)
+
+
+def lerp(a: Tensor, b: Tensor, t: float) -> Tensor:
+    """``(1 - t) * a + t * b``, computed in at least float32 and cast back to a's dtype."""
+    work = torch.promote_types(a.dtype, torch.float32)
+    return ((1 - t) * a.to(work) + t * b.to(work)).to(a.dtype)
+
+
+def slerp(a: Tensor, b: Tensor, t: float, eps: float = 1e-4) -> Tensor:
+    r"""Spherical interpolation from ``a`` (t = 0) to ``b`` (t = 1), treating each as one vector.
+
+    Directions move along the great circle between :math:`\hat a` and :math:`\hat b`;
+    norms interpolate linearly:
+
+    .. math::
+
+        \mathrm{slerp}(a, b, t) = \big((1-t)\|a\| + t\|b\|\big)
+            \frac{\sin((1-t)\theta)\,\hat a + \sin(t\theta)\,\hat b}{\sin\theta},
+        \quad \cos\theta = \hat a \cdot \hat b
+
+    So with :math:`\|a\| = \|b\|` the result keeps that norm at every t, where a linear
+    average of two weight tensors shrinks it; that norm loss is why merging with slerp
+    beats plain averaging. When the directions are nearly parallel or anti-parallel
+    (:math:`|\cos\theta| > 1 - \text{eps}`, where :math:`\sin\theta` is too small to divide
+    by) or either tensor is zero, it falls back to :func:`lerp`. Integer and bool tensors
+    (buffers such as position ids) cannot be interpolated: they come from ``a`` when
+    ``t < 0.5``, else from ``b``. The math runs in at least float32 and the result has
+    ``a``'s dtype.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"slerp needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"t must be in [0, 1], got {t}")
+    if not (a.is_floating_point() and b.is_floating_point()):
+        return (a if t < 0.5 else b).clone()
+    work = torch.promote_types(a.dtype, torch.float32)
+    va, vb = a.reshape(-1).to(work), b.reshape(-1).to(work)  # (P,)
+    norm_a, norm_b = va.norm(), vb.norm()
+    if norm_a == 0 or norm_b == 0:
+        return lerp(a, b, t)
+    ua, ub = va / norm_a, vb / norm_b  # (P,)
+    cos = (ua @ ub).clamp(-1.0, 1.0).item()
+    if abs(cos) > 1.0 - eps:
+        return lerp(a, b, t)
+    theta = math.acos(cos)
+    direction = (math.sin((1 - t) * theta) * ua + math.sin(t * theta) * ub) / math.sin(theta)
+    norm = (1 - t) * norm_a + t * norm_b
+    return (direction * norm).reshape(a.shape).to(a.dtype)
+
+
+def slerp_state_dicts(sd_a: StateDict, sd_b: StateDict, t: float) -> dict[str, Tensor]:
+    """:func:`slerp` every tensor of two state dicts with the same keys and shapes."""
+    _check_compatible([sd_a, sd_b])
+    return {key: slerp(sd_a[key], sd_b[key], t) for key in sd_a}
+
+
+def merge_state_dicts(
+    state_dicts: Sequence[StateDict],
+    weights: Sequence[float] | None = None,
+    method: MergeMethod = "slerp",
+) -> dict[str, Tensor]:
+    r"""Merge N state dicts with the same keys and shapes into one.
+
+    Weights must be >= 0 with a positive sum and are normalised to sum to 1; default all
+    equal. A state dict with weight 0 is still checked for compatibility but contributes
+    nothing, so weights ``[1, 0, ...]`` give back the first state dict exactly.
+
+    - ``"linear"``: :math:`\sum_k w_k \theta_k` per tensor.
+    - ``"slerp"``: slerp is defined for two points, so N points merge pairwise in order:
+      :math:`m_1 = \theta_1`, :math:`m_k = \mathrm{slerp}(m_{k-1}, \theta_k, t_k)` with
+      :math:`t_k = w_k / \sum_{j \le k} w_j`. Each step gives the new point its share of
+      the weight seen so far, so for two state dicts it is plain slerp with
+      :math:`t = w_2 / (w_1 + w_2)`, and in the linear limit it reproduces the weighted
+      average. Beyond two, the result depends on the order (slerp is not associative).
+
+    Integer tensors (usually identical everywhere) cannot be averaged: ``"linear"`` takes
+    them from the state dict with the largest weight (the first of equals), ``"slerp"``
+    from whichever side of each pairwise step has ``t`` on its side (see :func:`slerp`).
+    Float results have the first state dict's dtype.
+    """
+    if not state_dicts:
+        raise ValueError("need at least one state dict to merge")
+    if method not in ("slerp", "linear"):
+        raise ValueError(f"method must be 'slerp' or 'linear', got {method!r}")
+    norm_weights = _normalised_weights(weights, len(state_dicts))
+    _check_compatible(state_dicts)
+    kept = [(sd, w) for sd, w in zip(state_dicts, norm_weights) if w > 0]
+    if method == "linear":
+        return _linear(kept)
+    if len(kept) == 1:
+        return {key: value.clone() for key, value in kept[0][0].items()}
+    merged, seen = dict(kept[0][0]), kept[0][1]
+    for sd, w in kept[1:]:
+        seen += w
+        t = min(w / seen, 1.0)
+        merged = {key: slerp(merged[key], sd[key], t) for key in merged}
+    return merged
+
+
+def _linear(kept: Sequence[tuple[StateDict, float]]) -> dict[str, Tensor]:
+    """Weighted average of state dicts whose weights already sum to 1."""
+    heaviest = max(kept, key=lambda pair: pair[1])[0]
+    merged: dict[str, Tensor] = {}
+    for key, first in kept[0][0].items():
+        if not first.is_floating_point():
+            merged[key] = heaviest[key].clone()
+            continue
+        work = torch.promote_types(first.dtype, torch.float32)
+        total = sum(w * sd[key].to(work) for sd, w in kept)
+        merged[key] = total.to(first.dtype)
+    return merged
+
+
+def _normalised_weights(weights: Sequence[float] | None, n: int) -> list[float]:
+    """Validate merge weights and scale them to sum to 1."""
+    if weights is None:
+        return [1.0 / n] * n
+    weights = [float(w) for w in weights]
+    if len(weights) != n:
+        raise ValueError(f"got {len(weights)} weights for {n} state dicts")
+    if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"weights must be finite, >= 0 and not all zero, got {weights}")
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def _check_compatible(state_dicts: Sequence[StateDict]) -> None:
+    """Raise ValueError naming the first key whose presence or shape differs."""
+    reference = state_dicts[0]
+    for index, sd in enumerate(state_dicts[1:], start=1):
+        missing = sorted(set(reference) - set(sd))
+        extra = sorted(set(sd) - set(reference))
+        if missing or extra:
+            key = (missing or extra)[0]
+            where = f"state dict {index}" if missing else "state dict 0"
+            raise ValueError(
+                f"key {key!r} is missing from {where} ({len(missing)} missing from "
+                f"state dict {index}, {len(extra)} only there); merging needs identical keys"
+            )
+        for key, tensor in reference.items():
+            if sd[key].shape != tensor.shape:
+                raise ValueError(
+                    f"key {key!r} has shape {tuple(tensor.shape)} in state dict 0 but "
+                    f"{tuple(sd[key].shape)} in state dict {index}"
+                )
+
+
+def load_checkpoint_weights(folder: Path) -> dict[str, Tensor]:
+    """Load the model weights stored at the top level of a Hugging Face or ST folder.
+
+    Looks for, in order: ``model.safetensors``; sharded ``model-*.safetensors`` (the files
+    named by ``model.safetensors.index.json`` when present); ``pytorch_model.bin``;
+    sharded ``pytorch_model-*.bin``. Sub-folders (for example a sentence-transformers
+    ``2_Dense/``) are not read. Raises FileNotFoundError naming the folder when there is
+    nothing to load.
+    """
+    folder = Path(folder)
+    if (folder / WEIGHTS_NAME).is_file():
+        return load_file(folder / WEIGHTS_NAME)
+    shards = _shard_files(folder, "model.safetensors.index.json", "model-*.safetensors")
+    if shards:
+        return {k: v for shard in shards for k, v in load_file(shard).items()}
+    if (folder / "pytorch_model.bin").is_file():
+        return _load_bin(folder / "pytorch_model.bin")
+    shards = _shard_files(folder, "pytorch_model.bin.index.json", "pytorch_model-*.bin")
+    if shards:
+        return {k: v for shard in shards for k, v in _load_bin(shard).items()}
+    raise FileNotFoundError(
+        f"no model weights in {folder}: expected model.safetensors, model-*.safetensors, "
+        "or pytorch_model.bin at its top level"
+    )
+
+
+def _shard_files(folder: Path, index_name: str, pattern: str) -> list[Path]:
+    """Shard paths from the index json if there is one, else by file-name pattern."""
+    index = folder / index_name
+    if index.is_file():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        return [folder / name for name in sorted(set(weight_map.values()))]
+    return sorted(folder.glob(pattern))
+
+
+def _load_bin(path: Path) -> dict[str, Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def merge_checkpoints(
+    checkpoint_dirs: Sequence[Path],
+    output_dir: Path,
+    weights: Sequence[float] | None = None,
+    method: MergeMethod = "slerp",
+) -> Path:
+    """Merge checkpoint folders into ``output_dir`` and return it.
+
+    Each folder is a ``save_pretrained`` output or a sentence-transformers model folder
+    (whose transformer weights sit at the top level). The top-level weights of every
+    folder are merged with :func:`merge_state_dicts` and written as one
+    ``model.safetensors``; every other file and sub-folder (config.json, tokenizer files,
+    modules.json, config_sentence_transformers.json, sentence_bert_config.json,
+    ``1_Pooling/``, ...) is copied from the first checkpoint, so the output loads the way
+    the inputs do. Training state (optimizer, scheduler, RNG, trainer state, DeepSpeed
+    ``global_step*``) is left behind. All state dicts are held in memory at once: budget
+    about (N + 1) times the model size in RAM.
+
+    ``output_dir`` must not exist or be empty, and must not be one of the inputs.
+    """
+    checkpoint_dirs = [Path(d) for d in checkpoint_dirs]
+    output_dir = Path(output_dir)
+    if not checkpoint_dirs:
+        raise ValueError("need at least one checkpoint folder to merge")
+    for folder in checkpoint_dirs:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"checkpoint folder {folder} does not exist")
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise FileExistsError(f"output folder {output_dir} is not empty")
+    state_dicts = [load_checkpoint_weights(folder) for folder in checkpoint_dirs]
+    merged = merge_state_dicts(state_dicts, weights, method)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _copy_non_weight_files(checkpoint_dirs[0], output_dir)
+    tensors = {key: value.contiguous() for key, value in merged.items()}
+    save_file(tensors, output_dir / WEIGHTS_NAME, metadata={"format": "pt"})
+    return output_dir
+
+
+def _copy_non_weight_files(source: Path, target: Path) -> None:
+    """Copy everything at ``source`` except top-level weights and training state."""
+    for entry in sorted(source.iterdir()):
+        if any(entry.match(pattern) for pattern in _NOT_COPIED):
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, target / entry.name)
+        else:
+            shutil.copy2(entry, target / entry.name)

@@ -1,0 +1,230 @@
+"""Rerankers: the Qwen3 yes/no judge, and one-logit cross-encoders.
+
+:class:`YesNoReranker` scores ``sigmoid(logit_yes - logit_no)`` at the last position of the
+exact Qwen3-Reranker prompt (``embedforge.prompts``). Only the document is truncated, so the
+fixed prefix, query and suffix always survive. :meth:`YesNoReranker.export_sequence_classifier`
+folds the two LM-head rows into one ``w_yes - w_no`` classifier row, which servers load as a
+cross-encoder; :class:`CrossEncoderReranker` scores such folders and encoder cross-encoders.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from embedforge.config import ConfigModel
+from embedforge.models.embedder import default_device
+from embedforge.models.folders import SETTINGS_FILE, read_json, require_model_folder, write_json
+from embedforge.prompts import RERANK_PREFIX, RERANK_SUFFIX, rerank_body
+from embedforge.tokenization import load_tokenizer
+
+DEFAULT_RERANK_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+class RerankerSettings(ConfigModel):
+    """How a model scores (query, document) pairs; saved as ``embedforge.json``."""
+
+    kind: Literal["reranker"] = "reranker"
+    head: Literal["yes_no", "classifier"] = "yes_no"
+    """``yes_no``: a causal LM read at "yes"/"no"; ``classifier``: one logit."""
+    prompt_format: Literal["qwen3", "pair"] = "qwen3"
+    """``qwen3``: the exact judge template; ``pair``: tokenizer text pairs (BERT cross-encoders)."""
+    max_length: int = Field(1024, ge=64)
+    default_instruction: str = DEFAULT_RERANK_INSTRUCTION
+    yes_token: str = "yes"
+    no_token: str = "no"
+
+
+def build_judge_inputs(
+    tokenizer: PreTrainedTokenizerBase,
+    query: str,
+    documents: Sequence[str],
+    instruction: str,
+    max_length: int,
+) -> dict[str, torch.Tensor]:
+    """Token ids of the judge prompt for each document, left padded, truncating documents only."""
+    prefix_ids = tokenizer(RERANK_PREFIX, add_special_tokens=False)["input_ids"]
+    suffix_ids = tokenizer(RERANK_SUFFIX, add_special_tokens=False)["input_ids"]
+    head_text, _, tail_text = rerank_body(query, "\0", instruction).partition("\0")
+    head_ids = tokenizer(head_text, add_special_tokens=False)["input_ids"]
+    tail_ids = tokenizer(tail_text, add_special_tokens=False)["input_ids"] if tail_text else []
+    fixed = len(prefix_ids) + len(head_ids) + len(tail_ids) + len(suffix_ids)
+    budget = max_length - fixed
+    if budget < 1:
+        raise ValueError(f"query and instruction take {fixed} tokens, leaving no room for documents in max_length={max_length}")
+    sequences = []
+    for document in documents:
+        document_ids = tokenizer(document, add_special_tokens=False)["input_ids"][:budget]
+        sequences.append(prefix_ids + head_ids + document_ids + tail_ids + suffix_ids)
+    return left_pad(sequences, tokenizer.pad_token_id)
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-pad id lists into ``input_ids`` and ``attention_mask`` of shape ``(B, L)``."""
+    width = max(len(sequence) for sequence in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        if sequence:
+            input_ids[row, width - len(sequence) :] = torch.tensor(sequence, dtype=torch.long)
+            attention_mask[row, width - len(sequence) :] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def single_token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
+    ids = tokenizer(token, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"the judge token {token!r} must be one token, got ids {ids}")
+    return ids[0]
+
+
+class YesNoReranker(nn.Module):
+    """The Qwen3 yes/no relevance judge over a causal LM."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: RerankerSettings):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.yes_id = single_token_id(tokenizer, settings.yes_token)
+        self.no_id = single_token_id(tokenizer, settings.no_token)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def judge_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Full-vocabulary logits at the last position, ``(B, V)``; inputs are left padded."""
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1)
+        return output.logits[:, -1, :]  # (B, V)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Relevance logits ``logit_yes - logit_no``, ``(B,)``."""
+        logits = self.judge_logits(input_ids, attention_mask)
+        return logits[:, self.yes_id] - logits[:, self.no_id]
+
+    def build_inputs(self, query: str, documents: Sequence[str], instruction: str | None = None) -> dict[str, torch.Tensor]:
+        return build_judge_inputs(
+            self.tokenizer, query, documents, instruction or self.settings.default_instruction, self.settings.max_length
+        )
+
+    @torch.inference_mode()
+    def score(self, query: str, documents: Sequence[str], *, instruction: str | None = None, batch_size: int = 16) -> np.ndarray:
+        """Relevance probabilities ``sigmoid(logit_yes - logit_no)``, in document order."""
+        return score_in_batches(self, query, documents, instruction, batch_size)
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        write_json(folder / SETTINGS_FILE, self.settings.model_dump())
+        return folder
+
+    def export_sequence_classifier(self, folder: str | Path) -> Path:
+        """Fold the yes/no LM head into a one-logit sequence classifier with equal scores."""
+        folder = Path(folder)
+        head = self.model.get_output_embeddings().weight  # (V, H)
+        config = self.model.config.to_dict()
+        config.update(architectures=None, num_labels=1, pad_token_id=self.tokenizer.pad_token_id)
+        classifier_config = AutoConfig.for_model(**config)
+        classifier = AutoModelForSequenceClassification.from_config(classifier_config)
+        classifier.base_model.load_state_dict(self.model.base_model.state_dict())
+        with torch.no_grad():
+            classifier.score.weight.copy_((head[self.yes_id] - head[self.no_id]).unsqueeze(0))
+        classifier.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        write_json(folder / SETTINGS_FILE, self.settings.model_copy(update={"head": "classifier"}).model_dump())
+        return folder
+
+
+class CrossEncoderReranker(nn.Module):
+    """A one-logit sequence classifier; score is ``sigmoid(logit)``.
+
+    With ``prompt_format="qwen3"`` it reads the judge template (folded Qwen3 rerankers);
+    with ``pair`` it feeds ``(query, document)`` text pairs (BERT-style cross-encoders).
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: RerankerSettings):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.settings = settings
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits[:, 0]  # (B,)
+
+    def build_inputs(self, query: str, documents: Sequence[str], instruction: str | None = None) -> dict[str, torch.Tensor]:
+        if self.settings.prompt_format == "qwen3":
+            return build_judge_inputs(
+                self.tokenizer, query, documents, instruction or self.settings.default_instruction, self.settings.max_length
+            )
+        return dict(
+            self.tokenizer(
+                [query] * len(documents),
+                list(documents),
+                padding=True,
+                truncation="only_second",
+                max_length=self.settings.max_length,
+                return_tensors="pt",
+            )
+        )
+
+    @torch.inference_mode()
+    def score(self, query: str, documents: Sequence[str], *, instruction: str | None = None, batch_size: int = 16) -> np.ndarray:
+        return score_in_batches(self, query, documents, instruction, batch_size)
+
+
+def score_in_batches(
+    reranker: YesNoReranker | CrossEncoderReranker,
+    query: str,
+    documents: Sequence[str],
+    instruction: str | None,
+    batch_size: int,
+) -> np.ndarray:
+    """``sigmoid`` of the reranker's relevance logits, batch by batch, in document order."""
+    reranker.eval()
+    scores = np.zeros(len(documents), dtype=np.float32)
+    for start in range(0, len(documents), batch_size):
+        batch = reranker.build_inputs(query, documents[start : start + batch_size], instruction)
+        batch = {key: value.to(reranker.device) for key, value in batch.items()}
+        scores[start : start + batch_size] = torch.sigmoid(reranker(**batch).float()).cpu().numpy()
+    return scores
+
+
+def load_reranker(folder: str | Path, *, device: str | torch.device | None = None) -> YesNoReranker | CrossEncoderReranker:
+    """Load a reranker folder: a causal LM becomes the yes/no judge, a classifier a cross-encoder."""
+    folder = require_model_folder(folder)
+    saved = read_json(folder / SETTINGS_FILE)
+    config = AutoConfig.from_pretrained(folder)
+    architectures = " ".join(config.architectures or [])
+    if saved is not None and saved.get("kind") == "reranker":
+        settings = RerankerSettings.model_validate(saved)
+    elif "ForSequenceClassification" in architectures:
+        is_decoder = "ForCausalLM" in architectures or config.model_type.startswith("qwen")
+        settings = RerankerSettings(head="classifier", prompt_format="qwen3" if is_decoder else "pair", max_length=512)
+    elif "ForCausalLM" in architectures:
+        settings = RerankerSettings()
+    else:
+        raise ValueError(f"{folder}: architectures {config.architectures} are neither a causal LM nor a sequence classifier")
+    tokenizer = load_tokenizer(folder)
+    if settings.head == "yes_no":
+        reranker = YesNoReranker(AutoModelForCausalLM.from_pretrained(folder), tokenizer, settings)
+    else:
+        reranker = CrossEncoderReranker(AutoModelForSequenceClassification.from_pretrained(folder), tokenizer, settings)
+    return reranker.to(device or default_device()).eval()

@@ -40,3 +40,20 @@ def minilm_dir() -> Path:
     from embedforge.models.registry import resolve_model
 
     return resolve_model("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A private local Ray instance for one test module, shut down afterwards.
+
+    Logical CPUs are over-provisioned (4 on a 2-core machine) so fractional actors and the
+    read stage can run side by side; the dashboard is off to save memory.
+    """
+    import ray
+
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+    if ray.is_initialized():
+        ray.shutdown()
+    context = ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield context
+    ray.shutdown()

@@ -1,0 +1,1 @@
+"""The end-to-end pipeline: corpus to evaluated, merged, served models, resumably."""

@@ -1,0 +1,140 @@
+"""What each pipeline stage does, given its resolved config and its folder.
+
+Every action returns a JSON-able summary whose ``output`` is the path later stages read
+through ``@<stage>`` references.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from embedforge.pipeline.stages import StageResult
+
+if TYPE_CHECKING:
+    from embedforge.eval.runner import EvaluationSettings
+    from embedforge.pipeline.config import MergeSection, ServeSection
+    from embedforge.pipeline.run import Pipeline
+    from embedforge.synthesis.filtering import FilterConfig
+    from embedforge.synthesis.generate import SynthesisConfig
+    from embedforge.synthesis.mining import MiningConfig
+    from embedforge.training.config import TrainConfig
+
+
+def synthesize(config: "SynthesisConfig", folder: Path) -> dict:
+    from embedforge.synthesis.generate import run_synthesis
+
+    return {"output": str(config.output_dir), "stats": run_synthesis(config)}
+
+
+def filter_pairs(config: "FilterConfig", folder: Path) -> dict:
+    from embedforge.synthesis.filtering import run_filter
+
+    return {"output": str(config.output_dir), "stats": run_filter(config)}
+
+
+def mine(config: "MiningConfig", folder: Path) -> dict:
+    from embedforge.synthesis.mining import run_mining
+
+    return {"output": str(config.output_dir), "stats": run_mining(config)}
+
+
+def train(config: "TrainConfig", folder: Path) -> dict:
+    """Train, unless no dataset holds a row: then the stage passes its base model on, saying why."""
+    from embedforge.models.registry import resolve_model
+    from embedforge.training import run_training
+    from embedforge.training.pairs import count_rows
+
+    rows = {spec.name: count_rows(spec.path) for spec in config.data.datasets}
+    if not any(rows.values()):
+        return {"output": str(resolve_model(config.model.base)), "trained": False, "rows": rows,
+                "reason": "no training rows (every synthetic pair was rejected or filtered out)"}
+    result = run_training(config)
+    return {
+        "output": str(result.final_model),
+        "trained": True,
+        "rows": rows,
+        "merge_candidates": {str(step): str(path) for step, path in sorted(result.merge_candidates.items())},
+        "final_metrics": result.metrics[-1] if result.metrics else {},
+        "skipped_rows": result.skipped_rows,
+        "loss_curve": str(result.loss_curve) if result.loss_curve else None,
+    }
+
+
+def merge_from(stage2: StageResult) -> Callable[["MergeSection", Path], dict]:
+    """Stage 3 over the checkpoints stage 2 kept for merging."""
+
+    def merge(section: "MergeSection", folder: Path) -> dict:
+        from embedforge.training import MergeConfig, run_merge
+
+        candidates = [path for _, path in sorted(stage2.summary["merge_candidates"].items(), key=lambda item: int(item[0]))]
+        config = MergeConfig(stage=3, checkpoints=candidates, weights=section.weights, method=section.method, output=folder / "model")
+        return {"output": str(run_merge(config)), "checkpoints": candidates, "method": section.method}
+
+    return merge
+
+
+def models_to_compare(pipeline: "Pipeline") -> dict[str, str]:
+    """Base, stage 1 (when it trained), stage 2 and merged models, by label."""
+    from embedforge.models.registry import resolve_model
+
+    first = pipeline.config.stage1 or pipeline.config.stage2
+    models = {"base": str(resolve_model(first.model.base))}
+    if pipeline.results.get("stage1") and pipeline.results["stage1"].summary.get("trained"):
+        models["stage1"] = pipeline.output("stage1")
+    models["stage2"] = pipeline.output("stage2")
+    models["merged"] = pipeline.output("merge")
+    return models
+
+
+def evaluate_models(models: dict[str, str], reranker: str | None) -> Callable[["EvaluationSettings", Path], dict]:
+    """Evaluate each model on the offline tasks; the reranker reranks the merged model's top hits."""
+
+    def evaluate(settings: "EvaluationSettings", folder: Path) -> dict:
+        from embedforge.eval.runner import run_evaluation
+
+        results = {}
+        for label, path in models.items():
+            with_reranker = reranker if label == "merged" else None
+            results[label] = run_evaluation(path, folder / label, settings, reranker=with_reranker, label=label)
+        (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        return {"output": str(folder), "models": models, "reranker": reranker, "results": results}
+
+    return evaluate
+
+
+def write_run_report(pipeline: "Pipeline") -> Path:
+    from embedforge.pipeline.report import write_report
+
+    return write_report({name: result.summary for name, result in pipeline.results.items()}, pipeline.run_dir)
+
+
+def serve(section: "ServeSection", *, embedder: str, reranker: str | None, log: Callable[[str], None] = print) -> dict:
+    """Serve the models, answer one sample request, and stop unless asked to stay up."""
+    import httpx
+
+    from embedforge.serving.app import start_local, stop_local
+    from embedforge.serving.settings import ServeSettings
+
+    url = start_local(ServeSettings(embedder=embedder, reranker=reranker), host=section.host, port=section.port)
+    try:
+        embedding = httpx.post(f"{url}/v1/embeddings", json={"input": [section.sample_query]}, timeout=120).raise_for_status().json()
+        sample = {"embedding_dimensions": len(embedding["data"][0]["embedding"]), "usage": embedding["usage"]}
+        if reranker:
+            documents = ["MicroRNAs regulate gene expression and act as oncogenes or tumour suppressors.", "The Eiffel Tower is in Paris."]
+            rerank = httpx.post(f"{url}/v1/rerank", json={"query": section.sample_query, "documents": documents}, timeout=120).raise_for_status().json()
+            sample["rerank"] = rerank["results"]
+        log(f"endpoint {url} answered: {json.dumps(sample)}")
+        if section.keep_alive:
+            log(f"serving at {url} until Ctrl-C")
+            stop = threading.Event()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: stop.set())
+            stop.wait()
+        return sample
+    finally:
+        stop_local()
+        log("endpoint shut down")

@@ -1,0 +1,90 @@
+"""The pipeline config: one YAML from corpus to served models.
+
+Each section is the config of one stage, exactly as its own command takes it
+(``embedforge synthesize``, ``filter``, ``mine``, ``train``, ``evaluate``, ``serve``), with
+stage references (``embedforge.pipeline.references``) in place of paths between stages.
+Folders the pipeline owns (``output_dir``, a training run's ``storage_path`` and ``name``)
+default to ``@out``, the stage's own folder under ``run_dir``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from embedforge.config import ConfigModel, DataPath
+from embedforge.eval.runner import EvaluationSettings
+from embedforge.pipeline.references import OWN_FOLDER
+from embedforge.synthesis.filtering import FilterConfig
+from embedforge.synthesis.generate import SynthesisConfig
+from embedforge.synthesis.mining import MiningConfig
+from embedforge.training.config import TrainConfig
+
+DATA_STAGES = ("synthesize", "filter", "mine_synthetic", "mine_labelled")
+TRAIN_STAGES = ("stage1", "stage2", "reranker")
+
+
+class MergeSection(ConfigModel):
+    """Stage 3: merge the checkpoints stage 2 kept at ``run.merge_steps``."""
+
+    method: Literal["slerp", "linear"] = "slerp"
+    weights: list[float] | None = None
+    """One weight per kept checkpoint, oldest first; ``None`` weighs them equally."""
+
+
+class ServeSection(ConfigModel):
+    """Serve the merged embedder and the reranker at the end of the run."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    keep_alive: bool = False
+    """Keep the endpoint up until Ctrl-C; by default it answers one sample request and stops."""
+    sample_query: str = "What is the role of microRNAs in cancer?"
+
+
+class PipelineConfig(ConfigModel):
+    """``embedforge run CONFIG``: every stage of the recipe, each resumable."""
+
+    run_dir: DataPath
+    """Every stage writes to ``run_dir/<stage>-<key>``; the key hashes its config and inputs."""
+    synthesize: SynthesisConfig | None = None
+    filter: FilterConfig | None = None
+    mine_synthetic: MiningConfig | None = None
+    mine_labelled: MiningConfig | None = None
+    stage1: TrainConfig | None = None
+    stage2: TrainConfig
+    merge: MergeSection = MergeSection()
+    reranker: TrainConfig | None = None
+    evaluation: EvaluationSettings = EvaluationSettings()
+    serve: ServeSection | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_folders(cls, data: Any) -> Any:
+        """Default the folders the pipeline owns to ``@out``."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in DATA_STAGES:
+            if isinstance(data.get(name), dict):
+                data[name] = {"output_dir": OWN_FOLDER, **data[name]}
+        for name in TRAIN_STAGES:
+            if isinstance(data.get(name), dict):
+                run = {"name": name, "storage_path": OWN_FOLDER, **(data[name].get("run") or {})}
+                data[name] = {**data[name], "run": run}
+        return data
+
+    @model_validator(mode="after")
+    def _stages_fit_together(self) -> "PipelineConfig":
+        if self.stage2.stage != 2 or self.stage2.model.kind != "embedder":
+            raise ValueError("stage2 must be a stage-2 embedder config")
+        if self.stage1 is not None and (self.stage1.stage != 1 or self.stage1.model.kind != "embedder"):
+            raise ValueError("stage1 must be a stage-1 embedder config")
+        if self.reranker is not None and self.reranker.model.kind != "reranker":
+            raise ValueError("reranker must be a reranker config")
+        if len(self.stage2.run.merge_steps) < 2:
+            raise ValueError("stage2.run.merge_steps must name at least two steps to merge in stage 3")
+        if self.merge.weights is not None and len(self.merge.weights) != len(self.stage2.run.merge_steps):
+            raise ValueError("merge.weights needs one weight per stage2.run.merge_steps entry")
+        return self

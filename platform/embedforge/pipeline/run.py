@@ -1,0 +1,78 @@
+"""``run_pipeline``: synthesize, filter, mine, stage 1, stage 2, merge, reranker, evaluate, serve.
+
+Every stage goes through :func:`embedforge.pipeline.stages.run_stage`, so a re-run after a
+crash skips what is complete and continues with the rest. Stages wire together through the
+``@stage`` references of the config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+from embedforge.config import parse_config
+from embedforge.pipeline.config import PipelineConfig
+from embedforge.pipeline.references import find_references, resolve_references
+from embedforge.pipeline.stages import StageResult, run_stage
+
+
+class Pipeline:
+    """The stages run so far, by name, and how to run the next one."""
+
+    def __init__(self, config: PipelineConfig, log: Callable[[str], None] = print):
+        self.config = config
+        self.run_dir = Path(config.run_dir)
+        self.results: dict[str, StageResult] = {}
+        self.log = log
+
+    def output(self, name: str) -> str | None:
+        result = self.results.get(name)
+        return None if result is None else str(result.summary["output"])
+
+    def stage(self, name: str, section: BaseModel | None, action: Callable[[Any, Path], dict], extra_upstream: tuple[str, ...] = ()) -> StageResult | None:
+        """Resolve the section's references, then run (or skip) the stage."""
+        if section is None:
+            self.log(f"[{name}] not configured; skipped")
+            return None
+        dump = section.model_dump(mode="json")
+        upstream = [self.results[ref] for ref in sorted(find_references(dump) | set(extra_upstream))]
+        outputs = {result.name: str(result.summary["output"]) for result in self.results.values()}
+
+        def resolved_action(folder: Path) -> dict:
+            resolved = parse_config(resolve_references(dump, outputs, str(folder)), type(section), f"pipeline section {name}")
+            return action(resolved, folder)
+
+        result = run_stage(name, self.run_dir, dump, resolved_action, upstream, self.log)
+        self.results[name] = result
+        return result
+
+
+def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> dict[str, StageResult]:
+    """Run every configured stage in order; returns the stage results by name."""
+    from embedforge.pipeline import actions
+    from embedforge.session import ensure_ray
+
+    ensure_ray()
+    pipeline = Pipeline(config, log)
+    pipeline.stage("synthesize", config.synthesize, actions.synthesize)
+    pipeline.stage("filter", config.filter, actions.filter_pairs)
+    pipeline.stage("mine_synthetic", config.mine_synthetic, actions.mine)
+    pipeline.stage("mine_labelled", config.mine_labelled, actions.mine)
+    pipeline.stage("stage1", config.stage1, actions.train)
+    pipeline.stage("stage2", config.stage2, actions.train)
+    pipeline.stage("merge", config.merge, actions.merge_from(pipeline.results["stage2"]), extra_upstream=("stage2",))
+    pipeline.stage("reranker", config.reranker, actions.train)
+    models = actions.models_to_compare(pipeline)
+    pipeline.stage(
+        "evaluate",
+        config.evaluation,
+        actions.evaluate_models(models, reranker=pipeline.output("reranker")),
+        extra_upstream=tuple(name for name in ("stage1", "stage2", "merge", "reranker") if name in pipeline.results),
+    )
+    report = actions.write_run_report(pipeline)
+    log(f"run report: {report}")
+    if config.serve is not None:
+        actions.serve(config.serve, embedder=pipeline.output("merge"), reranker=pipeline.output("reranker"), log=log)
+    return pipeline.results

@@ -1,0 +1,53 @@
+"""Stage keys, skipping and references of the pipeline, without running any model."""
+
+import json
+
+import pytest
+
+from embedforge.pipeline.references import find_references, resolve_references
+from embedforge.pipeline.stages import COMPLETE_MARKER, run_stage
+
+
+def test_references_are_found_and_resolved():
+    section = {"base": "@stage1", "data": {"datasets": [{"path": "@mine_labelled"}, {"path": "plain.jsonl"}]}, "out": "@out"}
+    assert find_references(section) == {"stage1", "mine_labelled"}
+    resolved = resolve_references(section, {"stage1": "/m/s1", "mine_labelled": "/d/ml"}, "/run/stage2-x")
+    assert resolved == {"base": "/m/s1", "data": {"datasets": [{"path": "/d/ml"}, {"path": "plain.jsonl"}]}, "out": "/run/stage2-x"}
+    with pytest.raises(ValueError, match="'@nowhere' names no earlier stage"):
+        resolve_references({"x": "@nowhere"}, {}, "/f")
+
+
+def test_complete_stage_is_skipped_and_changed_config_reruns(tmp_path):
+    calls = []
+
+    def action(folder):
+        calls.append(folder)
+        (folder / "data.txt").write_text("made")
+        return {"output": str(folder / "data.txt")}
+
+    first = run_stage("mine", tmp_path, {"k": 1}, action, log=lambda _: None)
+    again = run_stage("mine", tmp_path, {"k": 1}, action, log=lambda _: None)
+    changed = run_stage("mine", tmp_path, {"k": 2}, action, log=lambda _: None)
+    assert len(calls) == 2 and again.skipped and not first.skipped and not changed.skipped
+    assert again.folder == first.folder != changed.folder
+    assert json.loads((first.folder / COMPLETE_MARKER).read_text())["summary"] == first.summary
+
+
+def test_upstream_change_changes_the_downstream_key(tmp_path):
+    quiet = dict(log=lambda _: None)
+    up_a = run_stage("up", tmp_path, {"v": "a"}, lambda folder: {"output": "a"}, **quiet)
+    up_b = run_stage("up", tmp_path, {"v": "b"}, lambda folder: {"output": "b"}, **quiet)
+    down_a = run_stage("down", tmp_path, {}, lambda folder: {"output": "x"}, [up_a], **quiet)
+    down_b = run_stage("down", tmp_path, {}, lambda folder: {"output": "x"}, [up_b], **quiet)
+    assert down_a.key != down_b.key
+
+
+def test_crashed_stage_leaves_no_marker_and_runs_again(tmp_path):
+    def crash(folder):
+        raise RuntimeError("worker died")
+
+    with pytest.raises(RuntimeError):
+        run_stage("train", tmp_path, {}, crash, log=lambda _: None)
+    assert not list(tmp_path.glob(f"train-*/{COMPLETE_MARKER}"))
+    result = run_stage("train", tmp_path, {}, lambda folder: {"output": "ok"}, log=lambda _: None)
+    assert not result.skipped and result.summary == {"output": "ok"}

@@ -77,18 +77,30 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class PairScorer:
     """Ray Data callable class: add ``teacher_score``, cos(query, passage), for rows with a query.
 
-    Rows without a query (rejected ones) get NaN.
+    Rows without a query (rejected ones) get NaN. With ``only_missing``, rows that already
+    hold a finite ``teacher_score`` keep it.
     """
 
-    def __init__(self, model: str, query_instruction: str | None = None, batch_size: int = 32, query_column: str = "query", passage_column: str = "positive"):
+    def __init__(
+        self,
+        model: str,
+        query_instruction: str | None = None,
+        batch_size: int = 32,
+        query_column: str = "query",
+        passage_column: str = "positive",
+        only_missing: bool = False,
+    ):
         self.embedder = load_teacher(model)
+        self.only_missing = only_missing
         self.instruction, self.batch_size = query_instruction, batch_size
         self.query_column, self.passage_column = query_column, passage_column
 
     def __call__(self, batch):
         queries = batch[self.query_column].tolist()
-        keep = [i for i, query in enumerate(queries) if isinstance(query, str) and query]
         scores = np.full(len(queries), np.nan, dtype=np.float32)
+        if self.only_missing and "teacher_score" in batch:
+            scores = batch["teacher_score"].astype("float32").fillna(np.nan).to_numpy(copy=True)
+        keep = [i for i, query in enumerate(queries) if isinstance(query, str) and query and not np.isfinite(scores[i])]
         if keep:
             q = encode(self.embedder, [queries[i] for i in keep], query=True, instruction=self.instruction, batch_size=self.batch_size)
             d = encode(self.embedder, [batch[self.passage_column].iloc[i] for i in keep], query=False, instruction=None, batch_size=self.batch_size)

@@ -29,8 +29,8 @@ def test_hf_generator_samples_and_retries_rejected_rows():
     assert out["generated_text"][1] == ""
     assert isinstance(out["generated_text"][0], str) and out["generated_text"][0]
     assert calls == ["a", "c", "a", "c"]
-    again = HFGenerator("tiny-qwen3-random", max_new_tokens=4, temperature=0.8, top_p=0.95)(batch)
-    assert list(again["attempts"]) == [1, 0, 1]
+    generator.validator = None  # without a validator, one generation per row
+    assert list(generator(batch)["attempts"]) == [1, 0, 1]
 
 
 def test_vllm_processor_config_comes_from_the_config():

@@ -215,6 +215,8 @@ def hf_stage(config: GeneratorConfig, validator: Validator | None = None) -> Gen
     """The ``hf`` engine as a function from a dataset to a dataset."""
 
     def apply(dataset):
+        from ray.data import ActorPoolStrategy
+
         return dataset.map_batches(
             HFGenerator,
             fn_constructor_kwargs=dict(
@@ -229,7 +231,7 @@ def hf_stage(config: GeneratorConfig, validator: Validator | None = None) -> Gen
             ),
             batch_format="pandas",
             batch_size=config.hf.batch_size,
-            concurrency=config.hf.concurrency,
+            compute=ActorPoolStrategy(size=config.hf.concurrency),
             num_cpus=config.hf.num_cpus,
             num_gpus=config.hf.num_gpus or None,
         )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
+from pydantic import model_validator
 
 from embedforge.config import ConfigModel, DataPath
 from embedforge.synthesis.corpus import CorpusConfig, read_passages
@@ -58,9 +59,11 @@ class MiningConfig(ConfigModel):
     shard_size: int = 256
     ray: RayConfig = RayConfig()
 
-    def model_post_init(self, context) -> None:
+    @model_validator(mode="after")
+    def one_input(self) -> "MiningConfig":
         if (self.pairs_dir is None) == (self.labelled is None):
             raise ValueError("give exactly one of pairs_dir and labelled")
+        return self
 
 
 def build_index(vectors: np.ndarray, config: IndexConfig):

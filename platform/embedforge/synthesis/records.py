@@ -12,6 +12,8 @@ import hashlib
 import random
 from typing import Sequence
 
+from pydantic import model_validator
+
 from embedforge.config import ConfigModel
 from embedforge.synthesis.parsing import parse_config, parse_query
 from embedforge.synthesis.prompts import TASK_INSTRUCTIONS, TASK_TYPES, render_config_prompt, render_query_prompt
@@ -32,10 +34,12 @@ class PlanConfig(ConfigModel):
     reject_copies: bool = True
     seed: int = 0
 
-    def model_post_init(self, context) -> None:
+    @model_validator(mode="after")
+    def known_tasks(self) -> "PlanConfig":
         unknown = sorted(set(self.tasks) - set(TASK_TYPES))
         if unknown:
             raise ValueError(f"tasks: unknown task type(s) {unknown}; choose from {list(TASK_TYPES)}")
+        return self
 
 
 def record_id(passage_id: str, variant: int, seed: int) -> str:

@@ -125,5 +125,9 @@ class TextEmbedder:
 
 
 def actor_options(config: TeacherConfig) -> dict:
-    """``map_batches`` keyword arguments for a teacher actor pool."""
-    return dict(batch_format="pandas", batch_size=config.batch_size, concurrency=config.concurrency, num_cpus=config.num_cpus, num_gpus=config.num_gpus or None)
+    """``map_batches`` keyword arguments for a fixed-size teacher actor pool."""
+    from ray.data import ActorPoolStrategy
+
+    return dict(
+        batch_format="pandas", batch_size=config.batch_size, compute=ActorPoolStrategy(size=config.concurrency), num_cpus=config.num_cpus, num_gpus=config.num_gpus or None
+    )

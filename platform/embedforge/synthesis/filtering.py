@@ -20,7 +20,7 @@ import numpy as np
 from embedforge.config import ConfigModel, DataPath
 from embedforge.synthesis.report import write_report
 from embedforge.synthesis.session import RayConfig, ensure_ray
-from embedforge.synthesis.shards import check_manifest, chunks, done_shards, plan_fingerprint, read_pairs, write_shard
+from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, write_shard
 from embedforge.synthesis.teacher import PairScorer, TeacherConfig, TextEmbedder, actor_options
 
 
@@ -140,7 +140,7 @@ def run_filter(config: FilterConfig) -> dict:
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
     rows = sorted(read_pairs(config.input_dir).to_pylist(), key=lambda row: row["id"])
-    fingerprint = plan_fingerprint([config.model_dump(mode="json", exclude={"ray", "output_dir"}), [r["id"] for r in rows]])
+    fingerprint = plan_fingerprint([config_identity(config), [r["id"] for r in rows]])
     check_manifest(output_dir, {"stage": "filter", "fingerprint": fingerprint, "records": len(rows)})
     reasons: list[str | None] = []
     if rows:

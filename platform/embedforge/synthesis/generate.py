@@ -30,7 +30,7 @@ from embedforge.synthesis.records import (
 )
 from embedforge.synthesis.report import write_report
 from embedforge.synthesis.session import RayConfig, ensure_ray
-from embedforge.synthesis.shards import check_manifest, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
+from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
 from embedforge.synthesis.teacher import PairScorer, PersonaRetriever, TeacherConfig, actor_options
 
 
@@ -113,7 +113,7 @@ def run_synthesis(config: SynthesisConfig) -> dict:
     passages, corpus_report = read_passages(config.corpus)
     records = plan_records(passages, config.plan, config.corpus.language)
     shards = chunks(records, config.shard_size)
-    fingerprint = plan_fingerprint([config.model_dump(mode="json", exclude={"ray", "output_dir"}), [r["id"] for r in records]])
+    fingerprint = plan_fingerprint([config_identity(config), [r["id"] for r in records]])
     check_manifest(output_dir, {"stage": "synthesize", "fingerprint": fingerprint, "records": len(records), "shards": len(shards)})
     finished = done_shards(output_dir)
     pending = {index: shard for index, shard in enumerate(shards) if index not in finished}

@@ -24,7 +24,7 @@ from embedforge.synthesis.corpus import CorpusConfig, read_passages
 from embedforge.synthesis.labelled import LabelledPairsConfig, labelled_pairs
 from embedforge.synthesis.report import write_report
 from embedforge.synthesis.session import RayConfig, ensure_ray
-from embedforge.synthesis.shards import check_manifest, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
+from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
 from embedforge.synthesis.teacher import PairScorer, TeacherConfig, TextEmbedder, actor_options
 
 
@@ -205,7 +205,7 @@ def run_mining(config: MiningConfig) -> dict:
         rows = read_pairs(config.pairs_dir).to_pylist()
     rows.sort(key=lambda row: row["id"])
     shards = chunks(rows, config.shard_size) or [[]]
-    fingerprint = plan_fingerprint([config.model_dump(mode="json", exclude={"ray", "output_dir"}), [r["id"] for r in rows]])
+    fingerprint = plan_fingerprint([config_identity(config), [r["id"] for r in rows]])
     check_manifest(output_dir, {"stage": "mine", "fingerprint": fingerprint, "records": len(rows), "shards": len(shards)})
     pending = [i for i in range(len(shards)) if i not in done_shards(output_dir)]
     print(f"mine: {len(rows)} pairs, {len(passages)} passages, {len(shards)} shards; {len(pending)} to run")

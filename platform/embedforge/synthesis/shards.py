@@ -94,6 +94,20 @@ def shard_counts(output_dir: Path) -> list[dict]:
     return [json.loads(path.read_text()) for path in sorted((Path(output_dir) / "done").glob("shard-*.json"))]
 
 
+SCALING_FIELDS = {
+    "ray": True,
+    "output_dir": True,
+    "teacher": {"concurrency", "num_cpus", "num_gpus"},
+    "generator": {"hf": {"concurrency", "num_cpus", "num_gpus"}, "vllm": {"concurrency"}, "openai": {"concurrency", "qps"}},
+}
+"""Config fields that change how fast a run goes, not what it writes: a resumed run may change them."""
+
+
+def config_identity(config) -> dict:
+    """The parts of a stage config that decide its output (everything but scaling knobs)."""
+    return config.model_dump(mode="json", exclude={key: value for key, value in SCALING_FIELDS.items() if key in type(config).model_fields})
+
+
 def plan_fingerprint(items: Iterable[object]) -> str:
     digest = hashlib.sha1()
     for item in items:

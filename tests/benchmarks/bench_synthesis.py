@@ -112,6 +112,7 @@ def plain_loop_docs_per_second(corpus: Path, qrels: Path) -> dict:
 def main() -> None:
     import ray
 
+    load_before = os.getloadavg()[0]
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory(prefix="bench-synthesis-") as tmp:
         workdir = Path(tmp)
@@ -120,6 +121,7 @@ def main() -> None:
         baseline = plain_loop_docs_per_second(corpus, qrels)
         mining = mining_docs_per_second(workdir, corpus, qrels)
     ray.shutdown()
+    load_line = f"Machine load average (1 min) {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end of the run."
     synth_table = markdown_table(
         ["generator actors", "records", "seconds", "rows/s", "vs 1 actor"],
         [[a, r["rows"], round(r["seconds"], 1), round(r["rows_per_s"], 3), round(r["rows_per_s"] / synth[1]["rows_per_s"], 2)] for a, r in synth.items()],
@@ -145,9 +147,10 @@ writes shards, the plain loop does not.
 
 {mine_table}
 
-On 2 shared CPU cores the Ray pipeline pays actor start-up and scheduling with no extra
-hardware to win it back; the pipeline is built to scale out (more teacher actors,
-`concurrency`, GPUs) where the plain loop cannot."""
+{load_line} Other jobs shared the cores, so compare ratios within this
+run only. On 2 cores the Ray pipeline pays process and actor start-up with no extra
+hardware to win it back; whether it scales with more teacher actors, nodes or GPUs was
+not measured here."""
     write_section("synthesis", "Synthesis and hard-negative mining", "python tests/benchmarks/bench_synthesis.py", body)
     print(body)
 

@@ -41,6 +41,7 @@ def test_vllm_processor_config_comes_from_the_config():
     assert processor_config.model_source == "Qwen/Qwen3-32B"
     assert processor_config.accelerator_type == "H100"
     assert processor_config.concurrency == 3 and processor_config.batch_size == 32
+    assert processor_config.should_continue_on_error is True
     assert processor_config.engine_kwargs["tensor_parallel_size"] == 4
     assert processor_config.engine_kwargs["gpu_memory_utilization"] == 0.85
     params = vllm_sampling_params(config, {"prompt": "x", "generation_seed": 9}, QUERY_SCHEMA)

@@ -62,6 +62,9 @@ class VLLMEngineConfig(ConfigModel):
     """Constrain output to the step's JSON schema (``sampling_params.structured_outputs``)."""
     engine_kwargs: dict[str, Any] = {}
     """Extra vLLM engine arguments, merged over the ones above."""
+    continue_on_error: bool = True
+    """A row the engine fails on becomes an empty generation (rejected as ``no_generation``)
+    instead of failing the job."""
 
 
 class OpenAIEngineConfig(ConfigModel):
@@ -272,6 +275,7 @@ def vllm_processor_config(config: GeneratorConfig):
         chat_template_stage=ChatTemplateStageConfig(enabled=True, chat_template_kwargs={"enable_thinking": False}),
         tokenize_stage=True,
         detokenize_stage=True,
+        should_continue_on_error=config.vllm.continue_on_error,
     )
 
 

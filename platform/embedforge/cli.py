@@ -15,6 +15,9 @@ COMMANDS = {
     "encode": "embedforge.commands.encode",
     "score": "embedforge.commands.score",
     "merge": "embedforge.commands.merge",
+    "synthesize": "embedforge.commands.synthesize",
+    "filter": "embedforge.commands.filter",
+    "mine": "embedforge.commands.mine",
 }
 
 

@@ -1,0 +1,21 @@
+"""Ray job entrypoint: ``embedforge mine`` as a script for ``ray job submit``.
+
+Run: ``ray job submit --working-dir . -- python jobs/mine.py --config jobs/configs/mine_tiny.yaml``
+(or locally, ``python jobs/mine.py --config ...``). It joins the cluster it is submitted to.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from embedforge.config import load_config
+from embedforge.synthesis.mining import MiningConfig, run_mining
+from embedforge.synthesis.summary import print_summary
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True)
+    config = load_config(parser.parse_args().config, MiningConfig)
+    stats = run_mining(config)
+    print_summary(stats, config.output_dir)

@@ -1,0 +1,365 @@
+"""Generation engines: each turns a Ray Dataset's ``prompt`` column into ``generated_text``.
+
+Three engines, picked by :attr:`GeneratorConfig.engine`:
+
+- ``hf``: transformers ``generate`` in a Ray Data actor pool on CPU (or GPU). The offline
+  default and what the tests run. Retries a rejected generation in place, up to
+  ``max_attempts``, with a new sampling seed.
+- ``vllm``: ``ray.data.llm.build_processor`` with a ``vLLMEngineProcessorConfig``; JSON
+  structured output from the step's schema. Needs the ``vllm`` extra and GPUs;
+  **never run in this project's CI** (see ``docs/synthesis.md``).
+- ``openai``: any OpenAI-compatible chat endpoint through ``HttpRequestProcessorConfig``,
+  with retries and a qps limit from config.
+
+Every engine reads the same row columns: ``prompt`` (the user message; empty means "skip
+this row", for rows already rejected) and ``generation_seed``, and adds ``generated_text``
+and ``attempts``. Rows keep every other column.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Literal, Protocol
+
+from embedforge.config import ConfigModel
+from embedforge.synthesis.prompts import chat_messages
+
+TINY_RANDOM_MODEL = "tiny-qwen3-random"
+"""A model name the ``hf`` engine builds in memory: the tiny random Qwen3 (tests, offline)."""
+
+Validator = Callable[[dict, str], "str | None"]
+"""``(row, generated_text) -> rejection reason or None``: decides whether the hf engine retries."""
+
+
+class HFEngineConfig(ConfigModel):
+    """transformers ``generate`` in a Ray Data actor pool."""
+
+    num_cpus: float = 0.5
+    """CPUs per actor. Keep it fractional on small machines: whole-CPU actors can take every
+    core and starve the read stage (seen here: a 10-minute hang on 2 cores)."""
+    num_gpus: float = 0.0
+    concurrency: int = 1
+    """Number of generator actors."""
+    batch_size: int = 8
+    max_attempts: int = 2
+    """Generations per row until one parses; later attempts use a new sampling seed."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+class VLLMEngineConfig(ConfigModel):
+    """vLLM through ``ray.data.llm`` (GPU only; unverified here)."""
+
+    accelerator_type: str | None = None
+    """Ray accelerator type, e.g. ``H100`` or ``A10G``; ``None`` takes any GPU."""
+    concurrency: int = 1
+    """Number of vLLM engine replicas."""
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    batch_size: int = 64
+    max_model_len: int = 8192
+    structured_output: bool = True
+    """Constrain output to the step's JSON schema (``sampling_params.structured_outputs``)."""
+    engine_kwargs: dict[str, Any] = {}
+    """Extra vLLM engine arguments, merged over the ones above."""
+    continue_on_error: bool = True
+    """A row the engine fails on becomes an empty generation (rejected as ``no_generation``)
+    instead of failing the job."""
+
+
+class OpenAIEngineConfig(ConfigModel):
+    """An OpenAI-compatible chat-completions endpoint through ``HttpRequestProcessorConfig``."""
+
+    url: str = "http://127.0.0.1:8000/v1/chat/completions"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    """Environment variable holding the bearer token; ``None`` sends no Authorization header."""
+    qps: int | None = None
+    max_retries: int = 3
+    base_retry_wait_s: float = 1.0
+    concurrency: int = 1
+    batch_size: int = 16
+    json_mode: bool = True
+    """Ask for ``response_format={"type": "json_object"}``."""
+
+
+class GeneratorConfig(ConfigModel):
+    """Which LLM writes the data, and how it samples."""
+
+    engine: Literal["hf", "vllm", "openai"] = "hf"
+    model: str = TINY_RANDOM_MODEL
+    """A model folder (hf, vllm), a served model name (openai), or ``tiny-qwen3-random``."""
+    max_new_tokens: int = 96
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int = 0
+    hf: HFEngineConfig = HFEngineConfig()
+    vllm: VLLMEngineConfig = VLLMEngineConfig()
+    openai: OpenAIEngineConfig = OpenAIEngineConfig()
+
+
+class GenerationStage(Protocol):
+    def __call__(self, dataset: "ray.data.Dataset") -> "ray.data.Dataset": ...  # noqa: F821
+
+
+def tiny_random_model_dir(seed: int = 0) -> Path:
+    """A saved tiny random Qwen3 causal LM, built once per seed and cached on local disk.
+
+    Building the model from its config re-initialises 10M embedding weights, which is slow
+    on a busy CPU; loading the saved folder is instant. Concurrent builders race safely:
+    each writes its own temporary folder and the first rename wins.
+    """
+    import shutil
+    import tempfile
+
+    folder = Path(os.environ.get("EMBEDFORGE_CACHE", Path.home() / ".cache" / "embedforge")) / "models" / f"{TINY_RANDOM_MODEL}-seed{seed}"
+    if (folder / "config.json").exists():
+        return folder
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from embedforge.models.qwen3 import qwen3_config
+    from embedforge.paths import qwen3_tokenizer_dir
+    from embedforge.tokenization import load_tokenizer
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + ".tmp"))
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(qwen3_config("tiny")).save_pretrained(tmp)
+    load_tokenizer(qwen3_tokenizer_dir()).save_pretrained(tmp)
+    try:
+        os.rename(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def load_causal_lm(model: str, seed: int = 0, dtype: str = "float32"):
+    """``(model, tokenizer)`` for the hf engine; ``tiny-qwen3-random`` is built once and cached."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from embedforge.models.registry import resolve_model
+    from embedforge.tokenization import load_tokenizer
+
+    folder = tiny_random_model_dir(seed) if model == TINY_RANDOM_MODEL else resolve_model(model)
+    lm, tokenizer = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)), load_tokenizer(folder)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return lm.eval(), tokenizer
+
+
+class HFGenerator:
+    """Ray Data callable class: sample one generation per row with transformers.
+
+    Rows whose ``prompt`` is empty are passed through with ``generated_text=""``. With a
+    ``validator``, rows whose generation it rejects are sampled again, up to
+    ``max_attempts`` in total, each attempt with seed ``generation_seed + attempt``.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        max_attempts: int = 1,
+        validator: Validator | None = None,
+        seed: int = 0,
+        dtype: str = "float32",
+    ):
+        import torch
+
+        torch.set_num_threads(1)
+        self.model, self.tokenizer = load_causal_lm(model, seed=seed, dtype=dtype)
+        self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
+        self.max_attempts, self.validator = max_attempts, validator
+
+    def render(self, prompt: str) -> str:
+        return self.tokenizer.apply_chat_template(chat_messages(prompt), tokenize=False, add_generation_prompt=True, enable_thinking=False)
+
+    def sample(self, prompts: list[str], seed: int) -> list[str]:
+        import torch
+
+        torch.manual_seed(seed)
+        inputs = self.tokenizer([self.render(p) for p in prompts], return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            output = self.model.generate(
+                **inputs,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=self.temperature > 0,
+                temperature=self.temperature if self.temperature > 0 else None,
+                top_p=self.top_p if self.temperature > 0 else None,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]  # (B, new)
+        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def __call__(self, batch):
+        rows = batch.to_dict("records")
+        texts = [""] * len(rows)
+        attempts = [0] * len(rows)
+        todo = [i for i, row in enumerate(rows) if row.get("prompt")]
+        for attempt in range(self.max_attempts):
+            if not todo:
+                break
+            seed = int(rows[todo[0]]["generation_seed"]) + attempt
+            for i, text in zip(todo, self.sample([rows[i]["prompt"] for i in todo], seed)):
+                texts[i], attempts[i] = text, attempt + 1
+            todo = [i for i in todo if self.validator is not None and self.validator(rows[i], texts[i]) is not None]
+        batch = batch.copy()
+        batch["generated_text"] = texts
+        batch["attempts"] = attempts
+        return batch
+
+
+def hf_stage(config: GeneratorConfig, validator: Validator | None = None) -> GenerationStage:
+    """The ``hf`` engine as a function from a dataset to a dataset."""
+
+    def apply(dataset):
+        from ray.data import ActorPoolStrategy
+
+        return dataset.map_batches(
+            HFGenerator,
+            fn_constructor_kwargs=dict(
+                model=config.model,
+                max_new_tokens=config.max_new_tokens,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                max_attempts=config.hf.max_attempts,
+                validator=validator,
+                seed=config.seed,
+                dtype=config.hf.dtype,
+            ),
+            batch_format="pandas",
+            batch_size=config.hf.batch_size,
+            compute=ActorPoolStrategy(size=config.hf.concurrency),
+            num_cpus=config.hf.num_cpus,
+            num_gpus=config.hf.num_gpus or None,
+        )
+
+    return apply
+
+
+def vllm_sampling_params(config: GeneratorConfig, row: dict, schema: dict | None) -> dict:
+    """vLLM ``SamplingParams`` for one row; skipped rows ask for a single token."""
+    params: dict[str, Any] = dict(
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_tokens=config.max_new_tokens if row.get("prompt") else 1,
+        seed=int(row["generation_seed"]),
+    )
+    if schema is not None and config.vllm.structured_output:
+        params["structured_outputs"] = {"json": schema}
+    return params
+
+
+def vllm_processor_config(config: GeneratorConfig):
+    """The ``vLLMEngineProcessorConfig`` that :func:`vllm_stage` builds its processor from."""
+    from ray.data.llm import ChatTemplateStageConfig, vLLMEngineProcessorConfig
+
+    engine_kwargs = dict(
+        tensor_parallel_size=config.vllm.tensor_parallel_size,
+        pipeline_parallel_size=config.vllm.pipeline_parallel_size,
+        max_model_len=config.vllm.max_model_len,
+        seed=config.seed,
+    )
+    engine_kwargs.update(config.vllm.engine_kwargs)
+    return vLLMEngineProcessorConfig(
+        model_source=config.model,
+        engine_kwargs=engine_kwargs,
+        concurrency=config.vllm.concurrency,
+        batch_size=config.vllm.batch_size,
+        accelerator_type=config.vllm.accelerator_type,
+        chat_template_stage=ChatTemplateStageConfig(enabled=True, chat_template_kwargs={"enable_thinking": False}),
+        tokenize_stage=True,
+        detokenize_stage=True,
+        should_continue_on_error=config.vllm.continue_on_error,
+    )
+
+
+def messages_for(row: dict) -> list[dict[str, str]]:
+    return chat_messages(row.get("prompt") or "Reply with {}.")
+
+
+def vllm_stage(config: GeneratorConfig, schema: dict | None = None):
+    """The ``vllm`` engine: a ``ray.data.llm`` processor (a callable on datasets)."""
+    from ray.data.llm import build_processor
+
+    def preprocess(row: dict) -> dict:
+        return dict(row, messages=messages_for(row), sampling_params=vllm_sampling_params(config, row, schema))
+
+    def postprocess(row: dict) -> dict:
+        row = {key: value for key, value in row.items() if key not in ("messages", "sampling_params")}
+        return dict(row, generated_text=(row.get("generated_text") or "") if row.get("prompt") else "", attempts=1 if row.get("prompt") else 0)
+
+    return build_processor(vllm_processor_config(config), preprocess=preprocess, postprocess=postprocess)
+
+
+def openai_processor_config(config: GeneratorConfig):
+    """The ``HttpRequestProcessorConfig`` that :func:`openai_stage` builds its processor from."""
+    from ray.data.llm import HttpRequestProcessorConfig
+
+    headers = {}
+    if config.openai.api_key_env:
+        key = os.environ.get(config.openai.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+    return HttpRequestProcessorConfig(
+        url=config.openai.url,
+        headers=headers,
+        qps=config.openai.qps,
+        max_retries=config.openai.max_retries,
+        base_retry_wait_time_in_s=config.openai.base_retry_wait_s,
+        concurrency=config.openai.concurrency,
+        batch_size=config.openai.batch_size,
+    )
+
+
+def openai_payload(config: GeneratorConfig, row: dict) -> dict:
+    """The chat-completions request body for one row."""
+    payload: dict[str, Any] = dict(
+        model=config.model,
+        messages=messages_for(row),
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_tokens=config.max_new_tokens if row.get("prompt") else 1,
+        seed=int(row["generation_seed"]),
+    )
+    if config.openai.json_mode:
+        payload["response_format"] = {"type": "json_object"}
+    return payload
+
+
+def openai_text(response: Any) -> str:
+    """The assistant message text of a chat-completions response, or ``""``."""
+    try:
+        return response["choices"][0]["message"]["content"] or ""
+    except (KeyError, IndexError, TypeError):
+        return ""
+
+
+def openai_stage(config: GeneratorConfig):
+    """The ``openai`` engine: an HTTP-request processor against a chat-completions endpoint."""
+    from ray.data.llm import build_processor
+
+    def preprocess(row: dict) -> dict:
+        return dict(row, payload=openai_payload(config, row))
+
+    def postprocess(row: dict) -> dict:
+        text = openai_text(row.get("http_response")) if row.get("prompt") else ""
+        row = {key: value for key, value in row.items() if key not in ("payload", "http_response")}
+        return dict(row, generated_text=text, attempts=1 if row.get("prompt") else 0)
+
+    return build_processor(openai_processor_config(config), preprocess=preprocess, postprocess=postprocess)
+
+
+def build_generation_stage(config: GeneratorConfig, *, schema: dict | None = None, validator: Validator | None = None) -> GenerationStage:
+    """The configured engine for one generation step (``schema`` is the step's JSON schema)."""
+    if config.engine == "hf":
+        return hf_stage(config, validator)
+    if config.engine == "vllm":
+        return vllm_stage(config, schema)
+    return openai_stage(config)
+

@@ -1,0 +1,161 @@
+"""Synthesis: passages to (query, positive) pairs with a two-step LLM prompt, on Ray Data.
+
+Flow of :func:`run_synthesis`: read and chunk the corpus; plan deterministic records;
+skip the shards a previous run finished; then one streaming Ray Data pipeline over the
+rest: persona retrieval (teacher actors) -> configuration step (engine) -> parse -> query
+step (engine) -> parse -> teacher score (teacher actors). The driver writes each shard as
+soon as all its records are back, so a killed run loses at most the shards in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from embedforge.config import ConfigModel, DataPath
+from embedforge.synthesis.corpus import CorpusConfig, read_passages
+from embedforge.synthesis.engines import GeneratorConfig, build_generation_stage
+from embedforge.synthesis.personas import load_personas
+from embedforge.synthesis.prompts import CONFIG_SCHEMA, QUERY_SCHEMA
+from embedforge.synthesis.records import (
+    PlanConfig,
+    QueryRules,
+    apply_config_step,
+    apply_query_step,
+    config_rejection,
+    config_step_prompt,
+    plan_records,
+    query_step_prompt,
+)
+from embedforge.synthesis.report import write_report
+from embedforge.synthesis.session import RayConfig, ensure_ray
+from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
+from embedforge.synthesis.teacher import PairScorer, PersonaRetriever, TeacherConfig, actor_options
+
+
+class SynthesisConfig(ConfigModel):
+    """``embedforge synthesize``: corpus in, pairs shards + stats + report out."""
+
+    output_dir: DataPath
+    corpus: CorpusConfig
+    personas: DataPath | None = None
+    """Persona jsonl (Persona Hub works); ``None`` is the project's default set."""
+    personas_per_passage: int = 5
+    plan: PlanConfig = PlanConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    shard_size: int = 64
+    """Records per output shard: the unit of resumption."""
+    ray: RayConfig = RayConfig()
+
+
+def build_pipeline(records: list[dict], config: SynthesisConfig, personas: list[str]):
+    """The lazy Ray Data pipeline from planned records to scored (or rejected) rows."""
+    import ray
+
+    rules = QueryRules(config.plan.min_query_words, config.plan.max_query_words, config.plan.reject_copies)
+    light = dict(num_cpus=config.ray.map_num_cpus)
+    dataset = ray.data.from_items(records)
+    dataset = dataset.map_batches(
+        PersonaRetriever,
+        fn_constructor_kwargs=dict(model=config.teacher.model, personas=personas, top_k=config.personas_per_passage, batch_size=config.teacher.batch_size),
+        **actor_options(config.teacher),
+    )
+    dataset = dataset.map(config_step_prompt, **light)
+    dataset = build_generation_stage(config.generator, schema=CONFIG_SCHEMA, validator=config_rejection)(dataset)
+    dataset = dataset.map(apply_config_step, **light)
+    dataset = dataset.map(query_step_prompt, **light)
+    dataset = build_generation_stage(config.generator, schema=QUERY_SCHEMA, validator=rules)(dataset)
+    dataset = dataset.map(apply_query_step, fn_kwargs=dict(rules=rules), **light)
+    return dataset.map_batches(
+        PairScorer,
+        fn_constructor_kwargs=dict(model=config.teacher.model, query_instruction=config.teacher.query_instruction, batch_size=config.teacher.batch_size),
+        **actor_options(config.teacher),
+    )
+
+
+def pair_row(row: dict, config: SynthesisConfig) -> dict:
+    return dict(
+        row,
+        negatives=[],
+        negative_ids=[],
+        negative_scores=[],
+        positive_ids=[row["source_doc_id"]],
+        engine=config.generator.engine,
+        model=config.generator.model,
+        teacher_score=float(row["teacher_score"]),
+        attempts=int(row["config_attempts"]) + int(row["query_attempts"]),
+    )
+
+
+def reject_row(row: dict) -> dict:
+    step = row["rejection"].split(":")[0]
+    return dict(
+        id=row["id"],
+        passage_id=row["passage_id"],
+        stage="synthesize",
+        reason=row["rejection"],
+        query=row.get("query"),
+        generated_text=(row.get("query_text") if step == "query" else row.get("config_text")) or "",
+    )
+
+
+def shard_stats(rows: list[dict]) -> dict:
+    reasons = Counter(row["rejection"] for row in rows if row.get("rejection"))
+    return {"attempted": len(rows), "accepted": len(rows) - sum(reasons.values()), "rejected": dict(sorted(reasons.items()))}
+
+
+def run_synthesis(config: SynthesisConfig) -> dict:
+    """Run (or resume) synthesis; returns the stats that ``stats.json`` also holds."""
+    started = time.perf_counter()
+    output_dir = Path(config.output_dir)
+    passages, corpus_report = read_passages(config.corpus)
+    records = plan_records(passages, config.plan, config.corpus.language)
+    shards = chunks(records, config.shard_size)
+    fingerprint = plan_fingerprint([config_identity(config), [r["id"] for r in records]])
+    check_manifest(output_dir, {"stage": "synthesize", "fingerprint": fingerprint, "records": len(records), "shards": len(shards)})
+    finished = done_shards(output_dir)
+    pending = {index: shard for index, shard in enumerate(shards) if index not in finished}
+    print(f"synthesize: {len(records)} records in {len(shards)} shards; {len(finished)} already done, {len(pending)} to run")
+
+    if pending:
+        ensure_ray(config.ray)
+        shard_of = {row["id"]: index for index, shard in pending.items() for row in shard}
+        waiting = {index: len(shard) for index, shard in pending.items()}
+        received: dict[int, list[dict]] = {index: [] for index in pending}
+        todo = [row for shard in pending.values() for row in shard]
+        for row in build_pipeline(todo, config, load_personas(config.personas)).iter_rows():
+            index = shard_of[row["id"]]
+            received[index].append(dict(row))
+            if len(received[index]) == waiting[index]:
+                rows = sorted(received.pop(index), key=lambda r: r["id"])
+                pairs = [pair_row(r, config) for r in rows if not r.get("rejection")]
+                rejected = [reject_row(r) for r in rows if r.get("rejection")]
+                write_shard(output_dir, index, pairs, rejected, shard_stats(rows))
+
+    totals: Counter = Counter()
+    reasons: Counter = Counter()
+    for counts in shard_counts(output_dir):
+        totals.update({key: counts[key] for key in ("attempted", "accepted")})
+        reasons.update(counts["rejected"])
+    scores = read_pairs(output_dir).column("teacher_score").to_pylist()
+    stats = {
+        "stage": "synthesize",
+        "engine": config.generator.engine,
+        "model": config.generator.model,
+        "corpus": corpus_report.to_dict(),
+        "records": len(records),
+        "shards": len(shards),
+        "shards_done": len(done_shards(output_dir)),
+        "attempted": totals["attempted"],
+        "accepted": totals["accepted"],
+        "rejected": sum(reasons.values()),
+        "rejected_by_reason": dict(sorted(reasons.items())),
+        "seconds": round(time.perf_counter() - started, 2),
+        "counts": {
+            "corpus": {"documents": corpus_report.documents, "passages": corpus_report.passages, "bad records": len(corpus_report.bad_records)},
+            "synthesize": {"attempted": totals["attempted"], "accepted": totals["accepted"], **{f"rejected {k}": v for k, v in sorted(reasons.items())}},
+        },
+    }
+    return write_report(output_dir, stats, scores, "Synthesis: teacher cosine of accepted pairs")

@@ -1,0 +1,247 @@
+"""Hard-negative mining: teacher-embed the corpus, index it with faiss, pick negatives.
+
+For each pair the query's top-k passages are retrieved; passages of any positive document
+are excluded; a candidate must score below ``max_score_ratio`` x the positive's score
+(false-negative guard, 0.95 by default); then ``num_negatives`` are sampled from what is
+left with a per-pair seeded RNG. Exact search (``IndexFlatIP``) for small corpora, IVF for
+large ones. Works on synthetic pairs folders and on labelled BEIR qrels alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+from pydantic import model_validator
+
+from embedforge.config import ConfigModel, DataPath
+from embedforge.synthesis.corpus import CorpusConfig, read_passages
+from embedforge.synthesis.labelled import LabelledPairsConfig, labelled_pairs
+from embedforge.synthesis.report import write_report
+from embedforge.synthesis.session import RayConfig, ensure_ray
+from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
+from embedforge.synthesis.teacher import PairScorer, TeacherConfig, TextEmbedder, actor_options
+
+
+class IndexConfig(ConfigModel):
+    """The faiss index over the corpus vectors."""
+
+    kind: Literal["auto", "flat", "ivf"] = "auto"
+    """``auto``: exact below ``ivf_min_passages`` passages, IVF from there on."""
+    ivf_min_passages: int = 50_000
+    ivf_lists: int | None = None
+    """IVF cells; ``None`` is 4 x sqrt(passages)."""
+    ivf_probe: int = 16
+    """Cells visited per query (recall against speed)."""
+
+
+class MiningConfig(ConfigModel):
+    """``embedforge mine``: pairs (a folder, or labelled qrels) plus a corpus, out pairs with negatives."""
+
+    output_dir: DataPath
+    corpus: CorpusConfig
+    pairs_dir: DataPath | None = None
+    """A pairs folder from ``synthesize`` or ``filter``."""
+    labelled: LabelledPairsConfig | None = None
+    """Or labelled BEIR queries and qrels."""
+    teacher: TeacherConfig = TeacherConfig()
+    index: IndexConfig = IndexConfig()
+    top_k: int = 50
+    num_negatives: int = 7
+    max_score_ratio: float = 0.95
+    """A negative must score below this times the positive's score."""
+    seed: int = 0
+    shard_size: int = 256
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def one_input(self) -> "MiningConfig":
+        if (self.pairs_dir is None) == (self.labelled is None):
+            raise ValueError("give exactly one of pairs_dir and labelled")
+        return self
+
+
+def build_index(vectors: np.ndarray, config: IndexConfig):
+    """A faiss inner-product index over normalised (N, D) vectors."""
+    import faiss
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    count, dim = vectors.shape
+    kind = config.kind if config.kind != "auto" else ("ivf" if count >= config.ivf_min_passages else "flat")
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    else:
+        lists = config.ivf_lists or max(1, int(4 * np.sqrt(count)))
+        lists = min(lists, count)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = min(config.ivf_probe, lists)
+    index.add(vectors)
+    return index
+
+
+def select_negatives(
+    candidates: Sequence[tuple[int, float]],
+    passage_docs: Sequence[str],
+    positive_ids: Sequence[str],
+    positive_score: float,
+    *,
+    max_score_ratio: float,
+    count: int,
+    rng: random.Random,
+) -> tuple[list[tuple[int, float]], Counter]:
+    """Sample up to ``count`` negatives from ``(passage_index, score)`` candidates, best first.
+
+    Drops candidates from positive documents and those scoring at or above
+    ``max_score_ratio * positive_score``; returns the chosen ones (in score order) and the
+    number of candidates dropped per reason.
+    """
+    positives, dropped, allowed = set(positive_ids), Counter(), []
+    limit = max_score_ratio * positive_score
+    for index, score in candidates:
+        if index < 0:
+            continue
+        if passage_docs[index] in positives:
+            dropped["positive"] += 1
+        elif score >= limit:
+            dropped["above_guard"] += 1
+        else:
+            allowed.append((index, score))
+    chosen = sorted(rng.sample(range(len(allowed)), min(count, len(allowed))))
+    return [allowed[i] for i in chosen], dropped
+
+
+def embed_passages(passages: list[dict], config: MiningConfig) -> np.ndarray:
+    """Corpus vectors (N, D) from a teacher actor pool, in passage order."""
+    import ray
+
+    dataset = ray.data.from_items([{"row": i, "passage": p["passage"]} for i, p in enumerate(passages)])
+    dataset = dataset.map_batches(
+        TextEmbedder, fn_constructor_kwargs=dict(model=config.teacher.model, batch_size=config.teacher.batch_size, column="passage"), **actor_options(config.teacher)
+    )
+    vectors = None
+    for batch in dataset.iter_batches(batch_format="numpy", batch_size=1024):
+        block = np.stack(batch["embedding"]).astype(np.float32)
+        vectors = np.zeros((len(passages), block.shape[1]), dtype=np.float32) if vectors is None else vectors
+        vectors[batch["row"]] = block
+    return vectors
+
+
+def corpus_vectors(passages: list[dict], config: MiningConfig, output_dir: Path) -> np.ndarray:
+    """Corpus vectors, cached in ``output_dir`` so a resumed job does not re-embed the corpus."""
+    key = hashlib.sha1(("\n".join(p["passage_id"] for p in passages) + config.teacher.model).encode()).hexdigest()[:16]
+    cache = output_dir / f"corpus_vectors-{key}.npy"
+    if cache.exists():
+        return np.load(cache)
+    vectors = embed_passages(passages, config)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    np.save(cache.with_suffix(".tmp.npy"), vectors)
+    cache.with_suffix(".tmp.npy").replace(cache)
+    return vectors
+
+
+def embed_pairs(rows: list[dict], config: MiningConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Query vectors (N, D) and teacher scores cos(query, positive) (N,), by actor pools."""
+    import ray
+
+    dataset = ray.data.from_items([{"row": i, "query": r["query"], "positive": r["positive"]} for i, r in enumerate(rows)])
+    options = dict(model=config.teacher.model, query_instruction=config.teacher.query_instruction, batch_size=config.teacher.batch_size)
+    dataset = dataset.map_batches(PairScorer, fn_constructor_kwargs=options, **actor_options(config.teacher))
+    dataset = dataset.map_batches(TextEmbedder, fn_constructor_kwargs=dict(options, query=True, column="query"), **actor_options(config.teacher))
+    vectors, scores = None, np.zeros(len(rows), dtype=np.float32)
+    for batch in dataset.iter_batches(batch_format="numpy", batch_size=1024):
+        block = np.stack(batch["embedding"]).astype(np.float32)
+        vectors = np.zeros((len(rows), block.shape[1]), dtype=np.float32) if vectors is None else vectors
+        vectors[batch["row"]] = block
+        scores[batch["row"]] = batch["teacher_score"]
+    return vectors, scores
+
+
+def mine_rows(rows: list[dict], query_vectors: np.ndarray, positive_scores: np.ndarray, index, passages: list[dict], config: MiningConfig) -> tuple[list[dict], Counter]:
+    """Attach negatives to each row; returns the rows and drop counts per reason."""
+    extra = max(len(r.get("positive_ids") or []) for r in rows) + 8
+    scores, ids = index.search(np.ascontiguousarray(query_vectors), min(config.top_k + extra, index.ntotal))  # (N, k)
+    docs = [p["doc_id"] for p in passages]
+    totals: Counter = Counter()
+    mined = []
+    for i, row in enumerate(rows):
+        positives = list(row.get("positive_ids") or []) or [row["source_doc_id"]]
+        ranked = [(int(j), float(s)) for j, s in zip(ids[i], scores[i]) if j >= 0]
+        candidates = [c for c in ranked if docs[c[0]] in positives] + [c for c in ranked if docs[c[0]] not in positives][: config.top_k]
+        rng = random.Random(f"{row['id']}|{config.seed}")
+        chosen, dropped = select_negatives(
+            candidates, docs, positives, float(positive_scores[i]), max_score_ratio=config.max_score_ratio, count=config.num_negatives, rng=rng
+        )
+        totals.update(dropped)
+        totals["negatives"] += len(chosen)
+        totals["pairs_short_of_negatives"] += int(len(chosen) < config.num_negatives)
+        mined.append(
+            dict(
+                row,
+                positive_ids=positives,
+                teacher_score=float(positive_scores[i]),
+                negatives=[passages[j]["passage"] for j, _ in chosen],
+                negative_ids=[passages[j]["passage_id"] for j, _ in chosen],
+                negative_scores=[s for _, s in chosen],
+            )
+        )
+    return mined, totals
+
+
+def run_mining(config: MiningConfig) -> dict:
+    """Mine hard negatives for every pair (resumable: finished shards are skipped)."""
+    started = time.perf_counter()
+    output_dir = Path(config.output_dir)
+    passages, corpus_report = read_passages(config.corpus)
+    source: dict = {}
+    if config.labelled is not None:
+        rows, source = labelled_pairs(config.labelled, passages)
+    else:
+        rows = read_pairs(config.pairs_dir).to_pylist()
+    rows.sort(key=lambda row: row["id"])
+    shards = chunks(rows, config.shard_size) or [[]]
+    fingerprint = plan_fingerprint([config_identity(config), [r["id"] for r in rows]])
+    check_manifest(output_dir, {"stage": "mine", "fingerprint": fingerprint, "records": len(rows), "shards": len(shards)})
+    pending = [i for i in range(len(shards)) if i not in done_shards(output_dir)]
+    print(f"mine: {len(rows)} pairs, {len(passages)} passages, {len(shards)} shards; {len(pending)} to run")
+    if pending and rows:
+        ensure_ray(config.ray)
+        index = build_index(corpus_vectors(passages, config, output_dir), config.index)
+        todo = [row for i in pending for row in shards[i]]
+        vectors, positive_scores = embed_pairs(todo, config)
+        start = 0
+        for i in pending:
+            end = start + len(shards[i])
+            mined, counts = mine_rows(shards[i], vectors[start:end], positive_scores[start:end], index, passages, config)
+            write_shard(output_dir, i, mined, [], dict(counts, pairs=len(mined)))
+            start = end
+    elif pending:
+        write_shard(output_dir, 0, [], [], {"pairs": 0})
+    totals: Counter = Counter()
+    for counts in shard_counts(output_dir):
+        totals.update(counts)
+    mined_table = read_pairs(output_dir)
+    negatives_per_pair = [len(n) for n in mined_table.column("negatives").to_pylist()]
+    stats = {
+        "stage": "mine",
+        "pairs": len(rows),
+        "passages": len(passages),
+        "labelled": source,
+        "corpus": corpus_report.to_dict(),
+        "negatives_per_pair": Counter(negatives_per_pair),
+        "candidates": dict(sorted(totals.items())),
+        "settings": {"top_k": config.top_k, "num_negatives": config.num_negatives, "max_score_ratio": config.max_score_ratio, "index": config.index.kind},
+        "seconds": round(time.perf_counter() - started, 2),
+        "counts": {
+            "corpus": {"documents": corpus_report.documents, "passages": corpus_report.passages, "bad records": len(corpus_report.bad_records)},
+            "mine": {"pairs": len(rows), "negatives": sum(negatives_per_pair), **{f"candidates dropped: {k}": v for k, v in totals.items() if k in ("positive", "above_guard")}},
+        },
+    }
+    stats["negatives_per_pair"] = {str(k): v for k, v in sorted(stats["negatives_per_pair"].items())}
+    return write_report(output_dir, stats, mined_table.column("teacher_score").to_pylist(), "Mining: teacher cosine of positives")
+

@@ -1,0 +1,78 @@
+"""The stats JSON and the short markdown report (counts table, teacher-score histogram PNG)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def score_summary(scores: Sequence[float]) -> dict:
+    values = np.asarray([s for s in scores if s is not None and np.isfinite(s)], dtype=np.float64)
+    if values.size == 0:
+        return {"count": 0}
+    return {
+        "count": int(values.size),
+        "mean": round(float(values.mean()), 4),
+        "min": round(float(values.min()), 4),
+        "p10": round(float(np.percentile(values, 10)), 4),
+        "p50": round(float(np.percentile(values, 50)), 4),
+        "p90": round(float(np.percentile(values, 90)), 4),
+        "max": round(float(values.max()), 4),
+    }
+
+
+def write_histogram(path: Path, scores: Sequence[float], title: str, threshold: float | None = None) -> Path:
+    """A PNG histogram of teacher scores (an empty plot says so when there are none)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = [s for s in scores if s is not None and np.isfinite(s)]
+    figure, axes = plt.subplots(figsize=(6, 3.2), dpi=100)
+    if values:
+        axes.hist(values, bins=40, range=(min(-0.2, min(values)), 1.0), color="#4c72b0")
+    else:
+        axes.text(0.5, 0.5, "no scored pairs", ha="center", va="center", transform=axes.transAxes)
+    if threshold is not None:
+        axes.axvline(threshold, color="#c44e52", linestyle="--", label=f"keep > {threshold}")
+        axes.legend(loc="upper left")
+    axes.set_xlabel("teacher cosine(query, positive)")
+    axes.set_ylabel("pairs")
+    axes.set_title(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def counts_table(counts: dict[str, dict[str, int]]) -> str:
+    lines = ["| stage | count | value |", "|---|---|---|"]
+    for stage, values in counts.items():
+        for name, value in values.items():
+            lines.append(f"| {stage} | {name} | {value} |")
+    return "\n".join(lines)
+
+
+def write_report(output_dir: Path, stats: dict, scores: Sequence[float], title: str, threshold: float | None = None) -> dict:
+    """Write ``stats.json``, ``report.md`` and ``teacher_scores.png`` into ``output_dir``."""
+    output_dir = Path(output_dir)
+    stats = dict(stats, teacher_score=score_summary(scores))
+    (output_dir / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=False, default=str) + "\n")
+    write_histogram(output_dir / "teacher_scores.png", scores, title, threshold)
+    summary = stats["teacher_score"]
+    score_line = (
+        f"Teacher score over {summary['count']} pairs: mean {summary['mean']}, p10 {summary['p10']}, median {summary['p50']}, p90 {summary['p90']}."
+        if summary["count"]
+        else "No pair has a teacher score."
+    )
+    text = f"# {title}\n\n{score_line}\n\n![teacher scores](teacher_scores.png)\n\n## Counts per stage and reason\n\n{counts_table(stats['counts'])}\n"
+    bad = stats.get("corpus", {}).get("bad_record_examples") or []
+    if bad:
+        text += "\n## Bad corpus records\n\n" + "\n".join(f"- `{b['where']}`: {b['reason']}" for b in bad[:20]) + "\n"
+    (output_dir / "report.md").write_text(text)
+    return stats

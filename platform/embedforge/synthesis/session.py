@@ -1,0 +1,32 @@
+"""Joining a Ray cluster, or starting a local one sized for fractional actors."""
+
+from __future__ import annotations
+
+import os
+
+from embedforge.config import ConfigModel
+
+
+class RayConfig(ConfigModel):
+    """How a stage finds Ray. Under ``ray job submit`` the job joins the cluster it runs on."""
+
+    address: str | None = None
+    """A cluster address; ``None`` joins ``$RAY_ADDRESS`` if set, else starts a local Ray."""
+    num_cpus: int | None = 4
+    """Logical CPUs of a locally started Ray (ignored when joining a cluster). Over-provisioned
+    on purpose: fractional actors plus 0.25-CPU map tasks then never starve each other."""
+    map_num_cpus: float = 0.25
+    """CPUs reserved by each light row-mapping task (prompt rendering, parsing)."""
+
+
+def ensure_ray(config: RayConfig) -> None:
+    """Connect once per process; a test or a caller that already initialised Ray is respected."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=False)

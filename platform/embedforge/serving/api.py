@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 RETRY_AFTER_S = 1
+REQUEST_FIELDS = frozenset(EmbeddingRequest.model_fields) | frozenset(RerankRequest.model_fields) | {"text"}
 ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}}
 
 
@@ -137,10 +138,12 @@ async def _api_error(request: Request, error: APIError) -> JSONResponse:
 
 @api.exception_handler(RequestValidationError)
 async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-    problem = error.errors()[0]
-    if problem.get("type") == "json_invalid":
-        return error_response(400, f"Malformed JSON body: {problem.get('ctx', {}).get('error', 'cannot parse')}.", code="invalid_json")
-    location = [str(part) for part in problem.get("loc", ()) if part != "body"]
+    problems = error.errors()
+    if any(problem.get("type") == "json_invalid" for problem in problems):
+        return error_response(400, "Malformed JSON body: it does not parse as JSON.", code="invalid_json")
+    # A union field (str | list[str]) reports one error per branch; the deepest is the useful one.
+    problem = max(problems, key=lambda item: len(item.get("loc", ())))
+    location = [str(part) for part in problem.get("loc", ()) if isinstance(part, int) or part in REQUEST_FIELDS]
     param = ".".join(location) or None
     return error_response(400, f"{param or 'body'}: {problem.get('msg', 'invalid value')}", param=param, code="invalid_value")
 

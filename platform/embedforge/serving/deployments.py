@@ -11,6 +11,8 @@ the replica's event loop keeps accepting and tokenizing requests meanwhile.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -35,6 +37,13 @@ class InputError(ValueError):
 
     def __reduce__(self):
         return (InputError, (str(self), self.param))
+
+
+def count_batch(stats: Counter, batch: dict[str, torch.Tensor]) -> None:
+    stats["batches"] += 1
+    stats["rows"] += batch["input_ids"].shape[0]
+    stats["padded_tokens"] += batch["input_ids"].numel()
+    stats["real_tokens"] += int(batch["attention_mask"].sum())
 
 
 def configure_batching(handler: Any, settings: BatchSettings, max_length: int) -> int:
@@ -69,7 +78,13 @@ class EmbedderDeployment:
         self.slot = configure_batching(self.embed_rows, settings, self.max_length)
         self.tokenize_pool = ThreadPoolExecutor(2, thread_name_prefix="tokenize")
         self.forward_pool = ThreadPoolExecutor(1, thread_name_prefix="forward")
+        self.stats: Counter = Counter()
         self._forward([TokenRow(self.tokenizer("warm up")["input_ids"])])
+        self.stats.clear()
+
+    def batch_stats(self) -> dict:
+        """Totals since start: batches, rows, real and padded tokens, seconds in forward and tokenize."""
+        return dict(self.stats)
 
     def info(self) -> dict:
         return {
@@ -86,6 +101,13 @@ class EmbedderDeployment:
         return np.stack(vectors), sum(len(row) for row in rows)
 
     def _tokenize(self, texts: list[str]) -> list[TokenRow]:
+        start = time.perf_counter()
+        try:
+            return self._tokenize_rows(texts)
+        finally:
+            self.stats["tokenize_s"] += time.perf_counter() - start
+
+    def _tokenize_rows(self, texts: list[str]) -> list[TokenRow]:
         # One token of headroom tells an over-long text apart from one of exactly max_length.
         limit = self.max_length + (1 if self.over_length == "reject" else 0)
         ids = self.tokenizer(texts, truncation=True, max_length=limit)["input_ids"]
@@ -100,13 +122,16 @@ class EmbedderDeployment:
 
     @torch.inference_mode()
     def _forward(self, rows: list[TokenRow]) -> list[np.ndarray]:
+        start = time.perf_counter()
         output: list[np.ndarray] = [None] * len(rows)  # type: ignore[list-item]
         for group in length_groups(rows):
             batch = pad_rows([rows[i] for i in group], self.tokenizer.pad_token_id, self.tokenizer.padding_side)
+            count_batch(self.stats, batch)
             device = self.embedder.device
             vectors = self.embedder(batch["input_ids"].to(device), batch["attention_mask"].to(device))  # (B, H)
             for index, vector in zip(group, vectors.float().cpu().numpy()):
                 output[index] = vector
+        self.stats["forward_s"] += time.perf_counter() - start
         return output
 
 

@@ -71,7 +71,7 @@ def deploy_config(config: str | Path | dict[str, Any]) -> dict[str, str]:
     client = serve_private_api.serve_start(http_options=schema.http_options.model_dump())
     client.deploy_apps(schema, _blocking=True)
     host, port = schema.http_options.host, schema.http_options.port
-    return {app.name: f"http://{host}:{port}{app.route_prefix or ''}" for app in schema.applications}
+    return {app.name: f"http://{host}:{port}{(app.route_prefix or '').rstrip('/')}" for app in schema.applications}
 
 
 def stop_local() -> None:

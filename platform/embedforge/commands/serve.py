@@ -31,11 +31,11 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.config is None) == (args.embedder is None):
         raise ValueError("give exactly one of --config or --embedder")
+    ray.init(address=args.address, configure_logging=False)
+    # After ray.init, which installs its own SIGTERM handler that would exit without stopping Serve.
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-
-    ray.init(address=args.address, configure_logging=False)
     try:
         if args.config is not None:
             config = yaml.safe_load(args.config.read_text())

@@ -1,8 +1,8 @@
 """The model deployments: an embedder and a reranker replica with token-budget batching.
 
-Each request is tokenized in the request path, on a small thread pool, so tokenizing the
-next requests overlaps the forward pass of the current batch instead of queueing behind
-it. Tokenized rows then go one by one through ``@serve.batch``, whose ``batch_size_fn``
+Each request is tokenized in the request path, on a tokenizer thread (one: a fast tokenizer
+is not safe to call from two threads at once), so tokenizing the next requests overlaps the
+forward pass of the current batch instead of queueing behind it. Tokenized rows then go one by one through ``@serve.batch``, whose ``batch_size_fn``
 (:func:`~embedforge.serving.batching.batch_cost`) caps the padded tokens of a batch and,
 through each row's ``slot``, its row count. The forward pass runs on its own thread, so
 the replica's event loop keeps accepting and tokenizing requests meanwhile.
@@ -76,7 +76,7 @@ class EmbedderDeployment:
         self.max_length = self.embedder.settings.max_length
         self.over_length = over_length
         self.slot = configure_batching(self.embed_rows, settings, self.max_length)
-        self.tokenize_pool = ThreadPoolExecutor(2, thread_name_prefix="tokenize")
+        self.tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
         self.forward_pool = ThreadPoolExecutor(1, thread_name_prefix="forward")
         self.stats: Counter = Counter()
         self._forward([TokenRow(self.tokenizer("warm up")["input_ids"])])
@@ -154,7 +154,7 @@ class RerankerDeployment:
         self.max_length = self.reranker.settings.max_length
         self.padding_side = "left" if self.reranker.settings.prompt_format == "qwen3" else self.tokenizer.padding_side
         self.slot = configure_batching(self.score_rows, settings, self.max_length)
-        self.tokenize_pool = ThreadPoolExecutor(2, thread_name_prefix="tokenize")
+        self.tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
         self.forward_pool = ThreadPoolExecutor(1, thread_name_prefix="forward")
         self._forward(self._tokenize("warm up", ["warm up"], None))
 

@@ -18,6 +18,7 @@ COMMANDS = {
     "synthesize": "embedforge.commands.synthesize",
     "filter": "embedforge.commands.filter",
     "mine": "embedforge.commands.mine",
+    "serve": "embedforge.commands.serve",
 }
 
 

@@ -1,0 +1,90 @@
+"""The pure parts of serving: token-budget batching, API keys, response shaping, settings."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+import torch
+
+from embedforge.config import ConfigError, parse_config
+from embedforge.serving.batching import TokenRow, batch_cost, length_groups, length_order, pad_rows, unpad
+from embedforge.serving.keys import bearer_token, digest, is_authorized, load_key_digests
+from embedforge.serving.schemas import encode_embedding, ranked_results, truncate_rows
+from embedforge.serving.settings import ServeSettings, model_name
+
+
+def test_batch_cost_counts_padded_tokens_and_caps_rows_through_the_slot():
+    rows = [TokenRow([1] * 10, slot=4), TokenRow([1] * 3, slot=4)]
+    assert batch_cost(rows) == 2 * 10
+    assert batch_cost([TokenRow([1, 2], slot=4)] * 5) == 5 * 4  # short rows cost a slot each
+    assert batch_cost([]) == 0
+
+
+def test_length_groups_sort_longest_first_and_split_on_large_length_drops():
+    rows = [TokenRow([1] * n) for n in (5, 40, 30, 6, 21)]
+    assert length_order(rows) == [1, 2, 4, 3, 0]
+    assert length_groups(rows) == [[1, 2, 4], [3, 0]]
+    assert sorted(i for group in length_groups(rows) for i in group) == list(range(5))
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_pad_rows_and_unpad_round_trip(side):
+    rows = [TokenRow([5, 6, 7], extra={"token_type_ids": [0, 0, 1]}), TokenRow([8], extra={"token_type_ids": [1]})]
+    batch = pad_rows(rows, pad_id=0, side=side)
+    expected_mask = [[1, 1, 1], [0, 0, 1]] if side == "left" else [[1, 1, 1], [1, 0, 0]]
+    assert batch["attention_mask"].tolist() == expected_mask
+    assert batch["input_ids"][1].tolist() == ([0, 0, 8] if side == "left" else [8, 0, 0])
+    back = unpad(batch)
+    assert [row.input_ids for row in back] == [[5, 6, 7], [8]]
+    assert [row.extra["token_type_ids"] for row in back] == [[0, 0, 1], [1]]
+
+
+def test_keys_from_env_and_file_are_kept_as_digests(tmp_path, monkeypatch):
+    key_file = tmp_path / "keys.txt"
+    key_file.write_text("# team keys\nfile-key\n\n")
+    monkeypatch.setenv("TEST_KEYS", "env-one, env-two")
+    digests = load_key_digests("TEST_KEYS", key_file)
+    assert digests == {digest("file-key"), digest("env-one"), digest("env-two")}
+    assert "file-key" not in repr(digests)
+    assert is_authorized("Bearer env-two", digests)
+    assert is_authorized("bearer file-key", digests)
+    assert not is_authorized("Bearer wrong", digests)
+    assert not is_authorized("Basic file-key", digests)
+    assert not is_authorized(None, digests)
+    assert is_authorized(None, frozenset())  # no keys configured: open
+    assert bearer_token("Bearer  ") is None
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        load_key_digests(None, tmp_path / "missing.txt")
+
+
+def test_base64_encoding_is_little_endian_float32():
+    vector = np.array([0.5, -1.25, 3.0], dtype=np.float32)
+    decoded = np.frombuffer(base64.b64decode(encode_embedding(vector, "base64")), dtype="<f4")
+    assert decoded.tolist() == [0.5, -1.25, 3.0]
+    assert encode_embedding(vector, "float") == [0.5, -1.25, 3.0]
+
+
+def test_truncate_rows_matches_the_torch_matryoshka_truncation():
+    from embedforge.models.embedder import truncate_embeddings
+
+    matrix = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    expected = truncate_embeddings(torch.from_numpy(matrix), 32).numpy()
+    np.testing.assert_allclose(truncate_rows(matrix, 32), expected, atol=1e-6)
+    assert truncate_rows(matrix, None) is matrix
+
+
+def test_ranked_results_sort_by_score_keep_ties_in_order_and_cut_top_n():
+    results = ranked_results(np.array([0.2, 0.9, 0.2, 0.5]), ["a", "b", "c", "d"], top_n=3, return_documents=True)
+    assert [(r.index, r.document.text) for r in results] == [(1, "b"), (3, "d"), (0, "a")]
+    assert ranked_results(np.array([0.1]), ["a"], None, False)[0].document is None
+
+
+def test_settings_reject_unknown_keys_and_bad_budgets():
+    with pytest.raises(ConfigError, match="embeder"):
+        parse_config({"embedder": "x", "embeder": "y"}, ServeSettings)
+    with pytest.raises(ConfigError, match="max_batch_tokens"):
+        parse_config({"embedder": "x", "embedder_batching": {"max_batch_size": 64, "max_batch_tokens": 32}}, ServeSettings)
+    assert model_name("/models/my-embedder/", None) == "my-embedder"
+    assert model_name("/models/x", "public") == "public"

@@ -17,7 +17,7 @@ class RayConfig(ConfigModel):
     on purpose: fractional actors plus 0.25-CPU map tasks then never starve each other."""
     map_num_cpus: float = 0.25
     """CPUs reserved by each light row-mapping task (prompt rendering, parsing)."""
-    rows_per_block: int = 16
+    rows_per_block: int = 8
     """Rows per input block. Small blocks let several actors share a small input and let
     results (and finished shards) stream back early; one block would feed one actor only."""
 

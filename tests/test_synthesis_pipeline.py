@@ -33,6 +33,7 @@ def synth_config(output_dir: Path, *, max_docs: int, shard_size: int, batch_size
         "generator": {"engine": "hf", "model": "tiny-qwen3-random", "max_new_tokens": 12, "hf": {"num_cpus": 0.5, "batch_size": batch_size, "max_attempts": 2}},
         "teacher": {"model": "all-MiniLM-L6-v2", "num_cpus": 0.5, "batch_size": batch_size},
         "shard_size": shard_size,
+        "ray": {"rows_per_block": batch_size},
     }
 
 

@@ -39,8 +39,9 @@ def synthesis_rows_per_second(workdir: Path, actors: int) -> dict:
             "output_dir": str(workdir / f"synth-{actors}"),
             "corpus": {"paths": ["${EMBEDFORGE_DATA}/retrieval/scifact/corpus.jsonl"], "max_docs": SYNTH_DOCS, "chunk_tokens": 512},
             "generator": {"model": "tiny-qwen3-random", "max_new_tokens": 32, "hf": {"concurrency": actors, "num_cpus": 0.5, "batch_size": 4, "max_attempts": 1}},
-            "teacher": {"num_cpus": 0.5, "batch_size": 16},
+            "teacher": {"num_cpus": 0.5, "batch_size": 4},
             "shard_size": 8,
+            "ray": {"rows_per_block": 4},
         },
         SynthesisConfig,
     )

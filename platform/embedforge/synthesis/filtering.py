@@ -19,7 +19,7 @@ import numpy as np
 
 from embedforge.config import ConfigModel, DataPath
 from embedforge.synthesis.report import write_report
-from embedforge.synthesis.session import RayConfig, ensure_ray
+from embedforge.synthesis.session import RayConfig, ensure_ray, from_rows
 from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, write_shard
 from embedforge.synthesis.teacher import PairScorer, TeacherConfig, TextEmbedder, actor_options
 
@@ -116,9 +116,7 @@ def filter_reasons(rows: Sequence[dict], vectors: np.ndarray | None, rules: Filt
 
 def score_and_embed(rows: list[dict], config: FilterConfig) -> tuple[list[dict], np.ndarray]:
     """Teacher scores (where missing) and query vectors, computed by teacher actor pools."""
-    import ray
-
-    dataset = ray.data.from_items([{"id": r["id"], "query": r["query"], "positive": r["positive"], "teacher_score": r.get("teacher_score")} for r in rows])
+    dataset = from_rows([{"id": r["id"], "query": r["query"], "positive": r["positive"], "teacher_score": r.get("teacher_score")} for r in rows], config.ray)
     dataset = dataset.map_batches(
         PairScorer,
         fn_constructor_kwargs=dict(model=config.teacher.model, query_instruction=config.teacher.query_instruction, batch_size=config.teacher.batch_size, only_missing=True),

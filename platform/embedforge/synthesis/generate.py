@@ -29,7 +29,7 @@ from embedforge.synthesis.records import (
     query_step_prompt,
 )
 from embedforge.synthesis.report import write_report
-from embedforge.synthesis.session import RayConfig, ensure_ray
+from embedforge.synthesis.session import RayConfig, ensure_ray, from_rows
 from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
 from embedforge.synthesis.teacher import PairScorer, PersonaRetriever, TeacherConfig, actor_options
 
@@ -52,11 +52,9 @@ class SynthesisConfig(ConfigModel):
 
 def build_pipeline(records: list[dict], config: SynthesisConfig, personas: list[str]):
     """The lazy Ray Data pipeline from planned records to scored (or rejected) rows."""
-    import ray
-
     rules = QueryRules(config.plan.min_query_words, config.plan.max_query_words, config.plan.reject_copies)
     light = dict(num_cpus=config.ray.map_num_cpus)
-    dataset = ray.data.from_items(records)
+    dataset = from_rows(records, config.ray)
     dataset = dataset.map_batches(
         PersonaRetriever,
         fn_constructor_kwargs=dict(model=config.teacher.model, personas=personas, top_k=config.personas_per_passage, batch_size=config.teacher.batch_size),

@@ -23,7 +23,7 @@ from embedforge.config import ConfigModel, DataPath
 from embedforge.synthesis.corpus import CorpusConfig, read_passages
 from embedforge.synthesis.labelled import LabelledPairsConfig, labelled_pairs
 from embedforge.synthesis.report import write_report
-from embedforge.synthesis.session import RayConfig, ensure_ray
+from embedforge.synthesis.session import RayConfig, ensure_ray, from_rows
 from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
 from embedforge.synthesis.teacher import PairScorer, TeacherConfig, TextEmbedder, actor_options
 
@@ -118,9 +118,7 @@ def select_negatives(
 
 def embed_passages(passages: list[dict], config: MiningConfig) -> np.ndarray:
     """Corpus vectors (N, D) from a teacher actor pool, in passage order."""
-    import ray
-
-    dataset = ray.data.from_items([{"row": i, "passage": p["passage"]} for i, p in enumerate(passages)])
+    dataset = from_rows([{"row": i, "passage": p["passage"]} for i, p in enumerate(passages)], config.ray)
     dataset = dataset.map_batches(
         TextEmbedder, fn_constructor_kwargs=dict(model=config.teacher.model, batch_size=config.teacher.batch_size, column="passage"), **actor_options(config.teacher)
     )
@@ -147,9 +145,7 @@ def corpus_vectors(passages: list[dict], config: MiningConfig, output_dir: Path)
 
 def embed_pairs(rows: list[dict], config: MiningConfig) -> tuple[np.ndarray, np.ndarray]:
     """Query vectors (N, D) and teacher scores cos(query, positive) (N,), by actor pools."""
-    import ray
-
-    dataset = ray.data.from_items([{"row": i, "query": r["query"], "positive": r["positive"]} for i, r in enumerate(rows)])
+    dataset = from_rows([{"row": i, "query": r["query"], "positive": r["positive"]} for i, r in enumerate(rows)], config.ray)
     options = dict(model=config.teacher.model, query_instruction=config.teacher.query_instruction, batch_size=config.teacher.batch_size)
     dataset = dataset.map_batches(PairScorer, fn_constructor_kwargs=options, **actor_options(config.teacher))
     dataset = dataset.map_batches(TextEmbedder, fn_constructor_kwargs=dict(options, query=True, column="query"), **actor_options(config.teacher))

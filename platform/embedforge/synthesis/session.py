@@ -17,6 +17,16 @@ class RayConfig(ConfigModel):
     on purpose: fractional actors plus 0.25-CPU map tasks then never starve each other."""
     map_num_cpus: float = 0.25
     """CPUs reserved by each light row-mapping task (prompt rendering, parsing)."""
+    rows_per_block: int = 8
+    """Rows per input block. Small blocks let several actors share a small input and let
+    results (and finished shards) stream back early; one block would feed one actor only."""
+
+
+def from_rows(rows: list[dict], config: RayConfig):
+    """A Ray Dataset over in-memory rows, split into blocks of ``rows_per_block``."""
+    import ray
+
+    return ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // config.rows_per_block)))
 
 
 def ensure_ray(config: RayConfig) -> None:

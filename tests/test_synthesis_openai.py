@@ -1,0 +1,91 @@
+"""The ``openai`` engine end to end: real HTTP through Ray's HttpRequestProcessor.
+
+No LLM can run here, so the endpoint is a scripted OpenAI-compatible server on 127.0.0.1
+that answers each step with valid JSON (the first candidate persona; a question about the
+passage title). Everything else is real: the processor, retries config, headers, parsing,
+teacher scores, shards. This is the one offline run where pairs are *accepted*, so it also
+carries synthesized rows through ``filter`` and ``mine``.
+"""
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pyarrow.parquet as pq
+import pytest
+
+from embedforge.config import parse_config
+
+
+def scripted_answer(user: str) -> str:
+    if "Candidate characters:" in user:
+        first = re.search(r"^1\. (.+)$", user, re.MULTILINE).group(1)
+        return json.dumps({"character": first, "question_type": "acquire_knowledge", "difficulty": "university"})
+    title = user.split('"""')[1].strip().splitlines()[0]
+    return json.dumps({"query": "What does research show about " + " ".join(title.split()[:6]).lower().rstrip(".") + "?"})
+
+
+@pytest.fixture
+def chat_server():
+    requests = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+            content = scripted_answer(body["messages"][-1]["content"])
+            data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions", requests
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.slow
+def test_openai_engine_synthesize_filter_mine(local_ray, chat_server, tmp_path, monkeypatch):
+    from embedforge.synthesis.filtering import FilterConfig, run_filter
+    from embedforge.synthesis.generate import SynthesisConfig, run_synthesis
+    from embedforge.synthesis.mining import MiningConfig, run_mining
+
+    url, requests = chat_server
+    monkeypatch.setenv("EMBEDFORGE_TEST_KEY", "sk-local")
+    corpus = {"paths": ["${EMBEDFORGE_DATA}/retrieval/scifact/corpus.jsonl"], "max_docs": 6, "chunk_tokens": 512}
+    config = parse_config(
+        {
+            "output_dir": str(tmp_path / "synth"),
+            "corpus": corpus,
+            "generator": {"engine": "openai", "model": "scripted", "openai": {"url": url, "api_key_env": "EMBEDFORGE_TEST_KEY", "qps": 50, "max_retries": 1, "batch_size": 4}},
+            "teacher": {"num_cpus": 0.5},
+            "shard_size": 3,
+        },
+        SynthesisConfig,
+    )
+    stats = run_synthesis(config)
+    assert stats["attempted"] == stats["records"] and stats["accepted"] == stats["records"] > 0, stats["rejected_by_reason"]
+    pairs = pq.read_table(str(tmp_path / "synth" / "pairs")).to_pylist()
+    assert {p["engine"] for p in pairs} == {"openai"} and {p["model"] for p in pairs} == {"scripted"}
+    assert all(p["query"].startswith("What does research show about") and p["persona"] and p["question_type"] == "acquire_knowledge" for p in pairs)
+    assert all(-1 <= p["teacher_score"] <= 1 and p["instruction"] for p in pairs)
+    assert len(requests) == 2 * stats["records"]  # one configuration and one query request per record
+    assert all(r["auth"] == "Bearer sk-local" and r["body"]["response_format"] == {"type": "json_object"} for r in requests)
+
+    filtered = run_filter(FilterConfig.model_validate({"input_dir": str(tmp_path / "synth"), "output_dir": str(tmp_path / "filtered"), "rules": {"min_teacher_score": 0.0}}))
+    assert filtered["input"] == len(pairs) == filtered["kept"] + filtered["removed"]
+    mined = run_mining(MiningConfig.model_validate({"output_dir": str(tmp_path / "mined"), "pairs_dir": str(tmp_path / "filtered"), "corpus": corpus, "num_negatives": 2}))
+    rows = pq.read_table(str(tmp_path / "mined" / "pairs")).to_pylist()
+    assert len(rows) == filtered["kept"] == mined["pairs"]
+    for row in rows:
+        assert row["source_doc_id"] not in {n.split("#")[0] for n in row["negative_ids"]}
+        assert all(score < 0.95 * row["teacher_score"] for score in row["negative_scores"])

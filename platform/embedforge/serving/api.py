@@ -251,9 +251,9 @@ class Ingress:
 
     @api.get("/health", summary="Liveness and readiness: 200 once every model deployment answers")
     async def health(self) -> JSONResponse:
-        kinds = ["embedder"] + (["reranker"] if self.reranker is not None else [])
-        try:
-            await asyncio.wait_for(asyncio.gather(*(self.info(kind) for kind in kinds)), timeout=10)
+        handles = [handle for handle in (self.embedder, self.reranker) if handle is not None]
+        try:  # uncached: a model deployment with no live replica makes the service not ready
+            await asyncio.wait_for(asyncio.gather(*(call_model(handle.info.remote()) for handle in handles)), timeout=10)
         except Exception as error:  # noqa: BLE001 - any failure means not ready
             return error_response(503, f"Not ready: {type(error).__name__}", headers={"Retry-After": str(RETRY_AFTER_S)})
         return JSONResponse({"status": "ok", "models": [self.embedder_name] + ([self.reranker_name] if self.reranker is not None else [])})

@@ -47,6 +47,9 @@ class DataSection(ConfigModel):
     """Hard negatives per query. Rows with fewer are skipped and counted; 0 uses none."""
     seed: int = 0
     """Seed of the row shuffle and of the per-step dataset choice."""
+    cache_tokenized: bool = True
+    """Tokenise once and keep the token columns in Ray's object store for every epoch; set
+    False to stream (re-tokenising each epoch) when they do not fit in the object store."""
 
 
 class LossSection(ConfigModel):

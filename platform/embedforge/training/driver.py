@@ -69,14 +69,16 @@ def build_datasets(cfg: TrainConfig, base_dir: Path) -> tuple[dict, dict[str, in
                 f"batch_size * num_workers = {batch * world}"
             )
         random.Random(cfg.data.seed).shuffle(rows.rows)
-        dataset = ray.data.from_items(rows.rows)
-        datasets[spec.name] = dataset.map_batches(
+        # A few large blocks: per-row blocks would make tokenisation task-bound.
+        dataset = ray.data.from_items(rows.rows, override_num_blocks=max(world, len(rows.rows) // 2000))
+        tokenized = dataset.map_batches(
             stage,
             fn_constructor_kwargs={"model_dir": str(base_dir), **kwargs},
             batch_size=max(batch, 16),
             concurrency=1,
             num_cpus=0.5,
         )
+        datasets[spec.name] = tokenized.materialize() if cfg.data.cache_tokenized else tokenized
         batches_per_epoch[spec.name] = per_worker
         skipped[spec.name] = rows.skipped
     return datasets, batches_per_epoch, skipped
@@ -106,7 +108,7 @@ def run_training(cfg: TrainConfig) -> TrainingResult:
     trainer = TorchTrainer(
         train_func,
         train_loop_config={
-            "train": cfg.model_dump(mode="json"),
+            "train": cfg.model_dump(),
             "base_dir": str(base_dir),
             "run_dir": str(run_dir),
             "batches_per_epoch": batches_per_epoch,

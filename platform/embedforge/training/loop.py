@@ -84,7 +84,8 @@ def train_func(config: dict[str, Any]) -> None:
     if rank == 0:
         from ray.experimental.tqdm_ray import tqdm
 
-        progress = tqdm(total=cfg.optim.steps, initial=start_step, desc=f"train {cfg.run.name}")
+        progress = tqdm(total=cfg.optim.steps, desc=f"train {cfg.run.name}")
+        progress.update(start_step)
 
     window = ThroughputWindow()
     for step in range(start_step + 1, cfg.optim.steps + 1):

@@ -4,8 +4,9 @@ Data: SciFact train qrels (809 queries) split by ``embedforge.data.splits.split_
 (seed 13, dev fraction 0.2). Training rows are the train-split (query, positive) pairs with
 one hard negative mined by the base model (exact search, judged positives excluded,
 score <= 0.95 x the positive's). Evaluation: nDCG@10 on the dev-split queries over a corpus
-subset (all dev positives plus 500 other seeded-random abstracts), because MiniLM encodes
-about 15 abstracts/s on this machine and the full 5,183-doc corpus would take ~6 min per model.
+subset (all dev positives plus 200 other seeded-random abstracts, 128 tokens), because MiniLM
+encodes about 15 abstracts/s on this (shared, 2-core) machine and the full 5,183-doc corpus
+would take ~6 min per model.
 Both fine-tunes use the same rows, steps, global batch, learning rate and max length.
 
 Run: PYTHONPATH=$PWD/platform:$PWD python tests/benchmarks/bench_training_quality.py
@@ -25,8 +26,8 @@ sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache/embedforge/torch_extensions"))
 
-OTHER_DOCS = 500
-EVAL_MAX_LENGTH = 256
+OTHER_DOCS = 200
+EVAL_MAX_LENGTH = 128
 
 
 def encode_docs(embedder, corpus, doc_ids):
@@ -159,7 +160,8 @@ positive's). Both fine-tunes: {cfg.optim.steps} steps, global batch
 warmup), max length {cfg.model.max_length}, temperature {cfg.loss.temperature} (MNRL scale
 {1 / cfg.loss.temperature:g}). nDCG@10 on the dev queries over a corpus subset of
 {len(eval_docs)} abstracts (all dev positives plus {OTHER_DOCS} seeded-random others; the
-full corpus is too slow to encode four times here), max length {EVAL_MAX_LENGTH}.
+full corpus is too slow to encode four times on this shared 2-core machine), max length
+{EVAL_MAX_LENGTH}. Short run: {cfg.optim.steps} steps of a CPU budget, not a tuned recipe.
 
 {markdown_table(["model", "delta vs base", "nDCG@10 (dev)"], table)}
 

@@ -19,6 +19,7 @@ COMMANDS = {
     "filter": "embedforge.commands.filter",
     "mine": "embedforge.commands.mine",
     "serve": "embedforge.commands.serve",
+    "train": "embedforge.commands.train",
 }
 
 

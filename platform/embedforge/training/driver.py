@@ -1,0 +1,142 @@
+"""The driver side of a training run: datasets, Ray Train trainer, fit, artefacts.
+
+:func:`run_training` reads and checks the mixture's datasets, appends the tokenisation
+stage, runs :func:`embedforge.training.loop.train_func` on a ``TorchTrainer`` and returns
+the final model folder. The run folder ``storage_path/name`` holds Ray's checkpoints (the
+newest ``keep_checkpoints``), ``metrics.jsonl``, ``loss_curve.png``, ``merge_candidates/``
+and ``final_model/``. Submitting the same config again continues the run from its latest
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embedforge.training.config import TrainConfig
+from embedforge.training.pairs import read_pair_rows
+
+# Ray Train 2.60's controller collects a worker's report on its health-check poll, so each
+# report() waits up to one interval (2 s by default). Steps here take well under a second
+# on tiny models and a few seconds on GPUs, so a 0.2 s poll keeps reporting overhead small.
+HEALTH_CHECK_INTERVAL_S = "0.2"
+
+
+@dataclass
+class TrainingResult:
+    run_dir: Path
+    final_model: Path
+    merge_candidates: dict[int, Path]
+    metrics: list[dict]
+    skipped_rows: dict[str, dict[str, int]] = field(default_factory=dict)
+    loss_curve: Path | None = None
+
+
+def ensure_ray() -> None:
+    """Start a local Ray (or join ``RAY_ADDRESS``) unless the caller already did."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
+    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]}
+    ray.init(runtime_env={"env_vars": env}, configure_logging=False)
+
+
+def build_datasets(cfg: TrainConfig, base_dir: Path) -> tuple[dict, dict[str, int], dict[str, dict[str, int]]]:
+    """Ray datasets of token columns, per-worker batches per epoch, and skipped-row counts."""
+    import ray.data
+
+    from embedforge.training.batches import TokenizeEmbedderPairs, TokenizeJudgeGroups
+
+    world, batch = cfg.scaling.num_workers, cfg.optim.batch_size
+    if cfg.model.kind == "embedder":
+        from embedforge.models.embedder import read_settings
+
+        max_length = cfg.model.max_length or read_settings(base_dir).max_length
+        stage, kwargs = TokenizeEmbedderPairs, {"query_max_length": cfg.model.query_max_length, "max_length": max_length}
+    else:
+        stage, kwargs = TokenizeJudgeGroups, {"max_length": cfg.model.max_length or 1024}
+    datasets, batches_per_epoch, skipped = {}, {}, {}
+    for spec in cfg.data.datasets:
+        rows = read_pair_rows(spec.path, num_negatives=cfg.data.num_negatives, instruction=spec.instruction)
+        per_worker = len(rows.rows) // world // batch
+        if per_worker < 1:
+            raise ValueError(
+                f"dataset {spec.name!r} ({spec.path}) has {len(rows.rows)} usable rows, fewer than "
+                f"batch_size * num_workers = {batch * world}"
+            )
+        random.Random(cfg.data.seed).shuffle(rows.rows)
+        # A few large blocks: per-row blocks would make tokenisation task-bound.
+        dataset = ray.data.from_items(rows.rows, override_num_blocks=max(world, len(rows.rows) // 2000))
+        tokenized = dataset.map_batches(
+            stage,
+            fn_constructor_kwargs={"model_dir": str(base_dir), **kwargs},
+            batch_size=max(batch, 16),
+            concurrency=1,
+            num_cpus=0.5,
+        )
+        datasets[spec.name] = tokenized.materialize() if cfg.data.cache_tokenized else tokenized
+        batches_per_epoch[spec.name] = per_worker
+        skipped[spec.name] = rows.skipped
+    return datasets, batches_per_epoch, skipped
+
+
+def run_training(cfg: TrainConfig) -> TrainingResult:
+    """Train the configured model on Ray Train; returns the final model folder and metrics."""
+    import ray.data
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from embedforge.models.registry import resolve_model
+    from embedforge.training.loop import train_func
+    from embedforge.training.metrics import LOSS_CURVE_FILE, plot_loss_curve, read_metrics
+
+    ensure_ray()
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    base_dir = resolve_model(cfg.model.base).resolve()
+    storage = Path(cfg.run.storage_path).resolve()
+    run_dir = storage / cfg.run.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    datasets, batches_per_epoch, skipped = build_datasets(cfg, base_dir)
+    for name, counts in skipped.items():
+        if counts:
+            print(f"dataset {name}: skipped rows {counts}")
+
+    trainer = TorchTrainer(
+        train_func,
+        train_loop_config={
+            "train": cfg.model_dump(),
+            "base_dir": str(base_dir),
+            "run_dir": str(run_dir),
+            "batches_per_epoch": batches_per_epoch,
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.scaling.num_workers,
+            use_gpu=cfg.scaling.use_gpu,
+            resources_per_worker={"CPU": cfg.scaling.cpus_per_worker, **({"GPU": 1} if cfg.scaling.use_gpu else {})},
+        ),
+        run_config=ray.train.RunConfig(
+            name=cfg.run.name,
+            storage_path=str(storage),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures),
+        ),
+        datasets=datasets,
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    final_model = run_dir / "final_model"
+    if not (final_model / "config.json").is_file():
+        raise RuntimeError(f"training finished without writing {final_model}")
+    records = read_metrics(run_dir)
+    curve = plot_loss_curve(records, run_dir / LOSS_CURVE_FILE, f"{cfg.run.name} (stage {cfg.stage}, {cfg.model.kind})")
+    candidates = {
+        int(folder.name.split("_")[1]): folder
+        for folder in sorted((run_dir / "merge_candidates").glob("step_*"))
+        if (folder / "config.json").is_file()
+    }
+    return TrainingResult(run_dir, final_model, candidates, records, skipped, curve)

@@ -1,0 +1,143 @@
+"""``train_func(config)``: the per-worker training loop that Ray Train runs.
+
+It reads only its ``config`` dict (built by :mod:`embedforge.training.driver`), its
+dataset shards and ``get_checkpoint()``. Each step draws its batch from the dataset the
+shared schedule names, so all ranks train on the same task at the same step and the
+gathered in-batch negatives come from one dataset.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from embedforge.training.batches import dataset_schedule
+from embedforge.training.config import TrainConfig
+
+
+class MixtureBatches:
+    """Per-step batches from per-dataset shards, following a schedule shared by all ranks.
+
+    On resume at ``start_step`` each dataset skips the batches it already served in its
+    current epoch, so the data continue where the checkpoint left them.
+    """
+
+    def __init__(self, shards: dict[str, Any], schedule: list[str], batch_size: int, batches_per_epoch: dict[str, int], start_step: int):
+        self.shards = shards
+        self.schedule = schedule
+        self.batch_size = batch_size
+        consumed = Counter(schedule[:start_step])
+        self.iterators: dict[str, Iterator] = {
+            name: itertools.islice(self._epochs(name), consumed[name] % batches_per_epoch[name], None) for name in shards
+        }
+
+    def _epochs(self, name: str) -> Iterator[dict[str, torch.Tensor]]:
+        while True:
+            yield from self.shards[name].iter_torch_batches(batch_size=self.batch_size, drop_last=True)
+
+    def batch(self, step: int) -> tuple[str, dict[str, torch.Tensor]]:
+        """The batch of 1-based ``step``."""
+        name = self.schedule[step - 1]
+        return name, next(self.iterators[name])
+
+
+def batch_tokens(batch: dict[str, torch.Tensor]) -> int:
+    return int(sum(value.sum() for key, value in batch.items() if key.endswith("attention_mask")))
+
+
+def train_func(config: dict[str, Any]) -> None:
+    import ray.train
+
+    from embedforge.training.metrics import ThroughputWindow, append_metrics
+    from embedforge.training.modules import build_trainable, export_model
+    from embedforge.training.steps import build_loss, embedder_loss, grad_cache_embedder_step, reranker_loss
+    from embedforge.training.strategy import build_strategy
+
+    cfg = TrainConfig.model_validate(config["train"])
+    base_dir, run_dir = config["base_dir"], Path(config["run_dir"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.manual_seed(cfg.optim.seed)
+
+    module = build_trainable(cfg, base_dir)
+    judge = getattr(module, "reranker", None)
+    loss_fn = build_loss(cfg, getattr(judge, "yes_id", None), getattr(judge, "no_id", None))
+    strategy = build_strategy(module, cfg.strategy, cfg.optim)
+
+    start_step = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            start_step = int(strategy.load(Path(folder))["step"])
+    names = [spec.name for spec in cfg.data.datasets]
+    schedule = dataset_schedule(names, [spec.weight for spec in cfg.data.datasets], cfg.optim.steps, cfg.data.seed)
+    shards = {name: ray.train.get_dataset_shard(name) for name in names}
+    batches = MixtureBatches(shards, schedule, cfg.optim.batch_size, config["batches_per_epoch"], start_step)
+
+    progress = None
+    if rank == 0:
+        from ray.experimental.tqdm_ray import tqdm
+
+        progress = tqdm(total=cfg.optim.steps, desc=f"train {cfg.run.name}")
+        progress.update(start_step)
+
+    window = ThroughputWindow()
+    for step in range(start_step + 1, cfg.optim.steps + 1):
+        name, batch = batches.batch(step)
+        if cfg.model.kind == "reranker":
+            with strategy.autocast():
+                loss = reranker_loss(strategy.model, loss_fn, batch, judge.yes_id, judge.no_id)
+            strategy.backward(loss)
+        elif cfg.strategy.grad_cache_chunk_size:
+            loss = grad_cache_embedder_step(
+                strategy.model, loss_fn, batch, cfg.strategy.grad_cache_chunk_size, strategy.no_sync, strategy.autocast
+            )
+        else:
+            with strategy.autocast():
+                loss = embedder_loss(strategy.model, loss_fn, batch)
+            strategy.backward(loss)
+        lr = strategy.lr()
+        strategy.step()
+        window.add(float(loss), cfg.optim.batch_size, batch_tokens(batch))
+        if progress is not None:
+            progress.update(1)
+
+        is_log = step % cfg.run.log_every == 0 or step == cfg.optim.steps
+        is_checkpoint = step % cfg.run.checkpoint_every == 0 or step == cfg.optim.steps
+        metrics: dict[str, Any] = {}
+        if is_log:
+            metrics = {"step": step, **window.summary(), "lr": lr, "dataset": name, "start_step": start_step, "time": time.time()}
+            window.reset()
+            if rank == 0:
+                append_metrics(run_dir, metrics)
+        if step in cfg.run.merge_steps:
+            save_model(strategy, cfg, base_dir, run_dir / "merge_candidates" / f"step_{step:06d}", export_model)
+        if is_checkpoint:
+            with tempfile.TemporaryDirectory() as folder:
+                strategy.save(Path(folder), {"step": step})
+                has_files = any(Path(folder).iterdir())
+                checkpoint_out = ray.train.Checkpoint.from_directory(folder) if has_files else None
+                ray.train.report({"step": step, **metrics}, checkpoint=checkpoint_out)
+        elif is_log:
+            ray.train.report(metrics)
+
+    save_model(strategy, cfg, base_dir, run_dir / "final_model", export_model)
+    if progress is not None:
+        progress.close()
+
+
+def save_model(strategy, cfg: TrainConfig, base_dir: str, folder: Path, export_model) -> None:
+    """Gather the full weights (a collective under ZeRO-3) and write a model folder on rank 0."""
+    import ray.train
+
+    state = strategy.full_state_dict()
+    if ray.train.get_context().get_world_rank() == 0:
+        export_model(cfg, base_dir, state, folder)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()

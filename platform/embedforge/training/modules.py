@@ -1,0 +1,86 @@
+"""The trainable modules: what a train step calls, built the same way on workers and at export.
+
+:func:`build_trainable` loads the base model, applies gradient checkpointing and LoRA, and
+returns an ``nn.Module`` whose ``forward(input_ids, attention_mask)`` is what the loss
+needs: embeddings ``(B, D)`` for the embedder, last-position logits ``(B, V)`` for the
+reranker. DDP and DeepSpeed wrap exactly this module, so their hooks see every forward.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from embedforge.training.config import LoraSection, TrainConfig
+
+
+class JudgeLogits(nn.Module):
+    """The yes/no reranker as a module whose forward returns last-position logits ``(B, V)``."""
+
+    def __init__(self, reranker):
+        super().__init__()
+        self.reranker = reranker
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.reranker.judge_logits(input_ids, attention_mask)
+
+
+def apply_lora(model: nn.Module, lora: LoraSection) -> nn.Module:
+    """Wrap a Hugging Face model in peft LoRA adapters; only the adapters train."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules)
+    return get_peft_model(model, config)
+
+
+def backbone_of(module: nn.Module) -> nn.Module:
+    """The Hugging Face model inside a trainable module."""
+    return module.reranker.model if isinstance(module, JudgeLogits) else module.backbone
+
+
+def set_backbone(module: nn.Module, backbone: nn.Module) -> None:
+    if isinstance(module, JudgeLogits):
+        module.reranker.model = backbone
+    else:
+        module.backbone = backbone
+
+
+def build_trainable(config: TrainConfig, base_dir: str | Path, *, for_training: bool = True) -> nn.Module:
+    """The base model as a trainable module on the CPU (strategies move it to the device)."""
+    if config.model.kind == "embedder":
+        from embedforge.models.embedder import Embedder
+
+        module = Embedder.load(base_dir, device="cpu", attention=config.model.attention)
+        if config.model.max_length is not None:
+            module.settings = module.settings.model_copy(update={"max_length": config.model.max_length})
+    else:
+        from embedforge.models.reranker import YesNoReranker, load_reranker
+
+        reranker = load_reranker(base_dir, device="cpu")
+        if not isinstance(reranker, YesNoReranker):
+            raise ValueError(f"{base_dir}: reranker training needs a yes/no causal LM, not a sequence classifier")
+        if config.model.max_length is not None:
+            reranker.settings = reranker.settings.model_copy(update={"max_length": config.model.max_length})
+        module = JudgeLogits(reranker)
+    backbone = backbone_of(module)
+    if for_training and config.strategy.gradient_checkpointing:
+        backbone.config.use_cache = False
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.strategy.lora is not None:
+        set_backbone(module, apply_lora(backbone, config.strategy.lora))
+    return module.train()
+
+
+def export_model(config: TrainConfig, base_dir: str | Path, state_dict: dict[str, torch.Tensor], folder: Path) -> Path:
+    """Write trained weights as a plain model folder (LoRA merged) loadable by embedforge and sentence-transformers."""
+    module = build_trainable(config, base_dir, for_training=False)
+    missing, unexpected = module.load_state_dict(state_dict, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"trained state does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    if config.strategy.lora is not None:
+        set_backbone(module, backbone_of(module).merge_and_unload())
+    target = module.reranker if isinstance(module, JudgeLogits) else module
+    folder.mkdir(parents=True, exist_ok=True)
+    return target.save(folder)

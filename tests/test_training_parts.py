@@ -1,0 +1,173 @@
+"""Training parts without Ray: configs, rows, tokenisation, mining, schedules, GradCache."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from embedforge.config import ConfigError
+from embedforge.training.batches import (
+    TokenizeEmbedderPairs,
+    TokenizeJudgeGroups,
+    dataset_schedule,
+    text_id,
+    trim_padding,
+)
+from embedforge.training.config import TrainConfig, deepspeed_config, load_stage_config, parse_stage_config
+from embedforge.training.pairs import read_pair_rows, write_pair_rows
+
+REPO = Path(__file__).resolve().parents[1]
+TOPICS = ["apple", "river", "engine", "violin", "galaxy", "protein", "glacier", "bridge"]
+
+
+def toy_rows(n: int = 8) -> list[dict]:
+    return [
+        {"query": f"what about {t}?", "positive": f"{t} facts and {t} details", "negatives": [f"unrelated text {i}", f"noise {i}"], "instruction": None}
+        for i, t in enumerate(TOPICS[:n])
+    ]
+
+
+def base_config(**overrides) -> dict:
+    config = {
+        "stage": 2,
+        "model": {"kind": "embedder", "base": "all-MiniLM-L6-v2"},
+        "data": {"datasets": [{"name": "a", "path": "x.jsonl"}]},
+        "optim": {"steps": 4},
+        "run": {"name": "r"},
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "jobs" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_stage_config_validates(path):
+    if path.name == "quickstart.yaml":
+        pytest.skip("quickstart has its own config class")
+    assert path.read_text().startswith("# Run: ")
+    config = load_stage_config(path)
+    assert config.stage in (1, 2, 3)
+
+
+def test_qwen3_gpu_preset_is_zero2_bf16_checkpointed_bidirectional():
+    config = load_stage_config(REPO / "jobs/configs/embedder_qwen3_0.6b_gpu.yaml")
+    assert (config.strategy.name, config.strategy.zero_stage, config.strategy.precision) == ("deepspeed", 2, "bf16")
+    assert config.strategy.gradient_checkpointing and config.model.attention == "bidirectional"
+    ds = deepspeed_config(config.strategy, config.optim)
+    assert ds["zero_optimization"]["stage"] == 2 and ds["bf16"]["enabled"] is True
+    assert ds["zero_optimization"]["reduce_bucket_size"] == 100_000_000  # passthrough wins
+    assert ds["zero_optimization"]["overlap_comm"] is True  # preset kept
+    assert ds["train_micro_batch_size_per_gpu"] == 64
+
+
+def test_bad_configs_name_the_field():
+    with pytest.raises(ConfigError, match="stage"):
+        parse_stage_config(base_config(stage=4))
+    with pytest.raises(ConfigError, match="optim.steps"):
+        parse_stage_config(base_config(optim={"steps": 0}))
+    with pytest.raises(ConfigError, match="reranker is trained in stage 2 only"):
+        parse_stage_config(base_config(stage=1, model={"kind": "reranker", "base": "x"}))
+    with pytest.raises(ConfigError, match="grad_cache_chunk_size works with strategy.name: ddp"):
+        parse_stage_config(base_config(strategy={"name": "deepspeed", "grad_cache_chunk_size": 2}))
+    with pytest.raises(ConfigError, match="merge_steps"):
+        parse_stage_config(base_config(run={"name": "r", "merge_steps": [9]}))
+    with pytest.raises(ConfigError, match="weights"):
+        parse_stage_config({"stage": 3, "checkpoints": ["a", "b"], "weights": [1.0], "output": "o"})
+
+
+def test_read_pair_rows_counts_skips_and_names_bad_lines(tmp_path):
+    rows = toy_rows(3)
+    rows[1]["negatives"] = [rows[1]["positive"]]  # only a copy of the positive: not a negative
+    path = write_pair_rows(rows, tmp_path / "pairs.jsonl")
+    read = read_pair_rows(path, num_negatives=1, instruction="Find it")
+    assert len(read.rows) == 2 and read.skipped == {"too_few_negatives": 1}
+    assert all(row["instruction"] == "Find it" and len(row["negatives"]) == 1 for row in read.rows)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"query": "q", "positive": ""}) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: field 'positive'"):
+        read_pair_rows(bad, num_negatives=0)
+
+
+def test_embedder_tokenisation_has_fixed_shapes_and_text_ids(tiny_embedder_dir):
+    rows = toy_rows(4)
+    stage = TokenizeEmbedderPairs(str(tiny_embedder_dir), query_max_length=48, max_length=32)
+    out = stage({key: np.array([r[key] for r in rows], dtype=object) for key in ("query", "positive", "instruction")} | {"negatives": [np.array(r["negatives"]) for r in rows]})
+    assert out["query_input_ids"].shape == (4, 48) and out["positive_input_ids"].shape == (4, 32)
+    assert out["negative_input_ids"].shape == (4, 2, 32) and out["negative_ids"].shape == (4, 2)
+    assert out["positive_ids"][0] == text_id(rows[0]["positive"])
+    # Left padding, end token last: the query template with the default instruction was applied.
+    last = out["query_input_ids"][0, -1]
+    assert last == 151643 and out["query_attention_mask"][0, 0] == 0
+    ids, mask = trim_padding(torch.as_tensor(out["query_input_ids"]), torch.as_tensor(out["query_attention_mask"]))
+    assert mask.shape[1] < 48 and mask[:, 0].any() and mask[:, -1].all()
+
+
+def test_judge_tokenisation_groups_positive_first(tiny_reranker_dir):
+    rows = toy_rows(2)
+    stage = TokenizeJudgeGroups(str(tiny_reranker_dir), max_length=128)
+    out = stage({key: [r[key] for r in rows] for key in ("query", "positive", "negatives", "instruction")})
+    assert out["input_ids"].shape == (2, 3, 128)
+    from embedforge.models.reranker import load_reranker
+
+    reranker = load_reranker(tiny_reranker_dir, device="cpu")
+    expected = reranker.build_inputs(rows[0]["query"], [rows[0]["positive"]])
+    width = int(expected["attention_mask"].sum())
+    assert out["input_ids"][0, 0, -width:].tolist() == expected["input_ids"][0, -width:].tolist()
+
+
+def test_dataset_schedule_follows_weights_and_seed():
+    schedule = dataset_schedule(["a", "b"], [3.0, 1.0], 4000, seed=1)
+    assert schedule == dataset_schedule(["a", "b"], [3.0, 1.0], 4000, seed=1)
+    assert abs(schedule.count("a") / 4000 - 0.75) < 0.03
+
+
+def test_mined_negatives_exclude_positives_and_respect_the_guard():
+    from embedforge.training.labelled import labelled_pairs, mine_hard_negatives
+    from embedforge.data.beir import Document
+
+    docs = np.eye(4, dtype=np.float32)
+    docs[1] = [0.96, 0.28, 0, 0]  # near-duplicate of the positive: above 0.95 x its score
+    docs[2] = [0.6, 0.8, 0, 0]
+    queries = np.array([[1, 0, 0, 0]], dtype=np.float32)
+    qrels = {"q": {"d0": 1, "d3": 1}}
+    mined = mine_hard_negatives(queries, docs, ["q"], ["d0", "d1", "d2", "d3"], qrels, num_negatives=2)
+    assert mined["q\td0"] == ["d2"]  # d1 guarded out, d3 is a judged positive
+    corpus = {d: Document(d, "", f"text {d}") for d in ["d0", "d1", "d2", "d3"]}
+    rows = labelled_pairs(corpus, {"q": "query"}, qrels, ["q"], negatives=mined)
+    assert [r["positive"] for r in rows] == ["text d0", "text d3"] and rows[0]["negatives"] == ["text d2"]
+
+
+def test_grad_cache_matches_the_plain_step_for_loss_and_every_gradient(tiny_embedder_dir):
+    """GradCache in chunks of 3 vs one forward per text group, on the same batch (4 rows, 2 negatives)."""
+    from embedforge.losses import ImprovedInfoNCE, MatryoshkaLoss
+    from embedforge.models.embedder import Embedder
+    from embedforge.training.steps import embedder_loss, grad_cache_embedder_step
+
+    rows = toy_rows(4)
+    stage = TokenizeEmbedderPairs(str(tiny_embedder_dir), query_max_length=24, max_length=32)
+    batch = {k: torch.as_tensor(v) for k, v in stage({key: [r[key] for r in rows] for key in rows[0]}).items()}
+    loss_fn = MatryoshkaLoss(ImprovedInfoNCE(margin=math.inf), dimensions=[64, 32])
+
+    def grads(step):
+        # float64; what noise remains is float32 math inside Qwen3 (RMSNorm, RoPE tables at the
+        # left-padding offsets that differ between a chunk and the whole batch).
+        model = Embedder.load(tiny_embedder_dir, device="cpu", dtype=torch.float64).train()
+        loss = step(model)
+        return float(loss), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    def plain(model):
+        loss = embedder_loss(model, loss_fn, batch)
+        loss.backward()
+        return loss
+
+    plain_loss, plain_grads = grads(plain)
+    cached_loss, cached_grads = grads(lambda model: grad_cache_embedder_step(model, loss_fn, batch, chunk_size=3))
+    assert cached_loss == pytest.approx(plain_loss, rel=1e-7)
+    assert plain_grads.keys() == cached_grads.keys() and len(plain_grads) > 10
+    for name, grad in plain_grads.items():
+        scale = float(grad.abs().max())
+        torch.testing.assert_close(cached_grads[name], grad, rtol=1e-4, atol=1e-5 * scale, msg=lambda m, name=name: f"{name}: {m}")

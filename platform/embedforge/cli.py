@@ -15,6 +15,7 @@ COMMANDS = {
     "encode": "embedforge.commands.encode",
     "score": "embedforge.commands.score",
     "merge": "embedforge.commands.merge",
+    "evaluate": "embedforge.commands.evaluate",
 }
 
 

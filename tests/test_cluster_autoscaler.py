@@ -5,15 +5,21 @@ subprocess in a new session, with the config's ``provider.gcs_address`` pointed 
 head. The head has no CPUs, so a job's CPU tasks make the real autoscaler start worker
 nodes (extra raylets on this machine); once idle for ``idle_timeout_minutes`` they are
 removed. Teardown signals only the head's own process group: never ``ray stop``.
+
+Everything runs under a private temp dir (``--temp-dir`` and ``RAY_TMPDIR``), so the
+``ray_current_cluster`` address file that ``ray start`` writes never lands in the shared
+``/tmp/ray``, where other processes' ``ray.init()`` would connect to this cluster.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,21 +75,27 @@ def alive_workers(ray) -> list[dict]:
 def fake_cluster(tmp_path):
     import ray
 
+    from ray._private.services import get_node_ip_address
+
     port = free_port()
-    address = f"127.0.0.1:{port}"
+    host = get_node_ip_address()
+    address = f"{host}:{port}"
     config = yaml.safe_load(FAKE_CONFIG.read_text())
     config["provider"]["gcs_address"] = address
     config_path = tmp_path / "fake-autoscaler.yaml"
     config_path.write_text(yaml.safe_dump(config))
     log = (tmp_path / "head.log").open("w")
+    ray_temp = tempfile.mkdtemp(prefix="efas-", dir="/tmp")  # short: Ray's socket paths have a length limit
     head = subprocess.Popen(
         [
             sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-            "--port", str(port), "--node-ip-address", "127.0.0.1", "--num-cpus", "0",
-            "--include-dashboard", "false", "--disable-usage-stats",
+            "--port", str(port), "--num-cpus", "0",
+            "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", ray_temp,
             "--autoscaling-config", str(config_path),
         ],  # fmt: skip
-        env={**os.environ, "RAY_FAKE_CLUSTER": "1"},
+        # Ray 2.60's `ray start` turns token authentication on by default; this private
+        # test cluster opts out so the in-process driver can connect without a token.
+        env={**os.environ, "RAY_FAKE_CLUSTER": "1", "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": ray_temp},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -91,18 +103,19 @@ def fake_cluster(tmp_path):
     try:
         if ray.is_initialized():
             ray.shutdown()
-        wait_for(lambda: head.poll() is None and connectable(port), 120, "the fake-cluster head to listen")
+        wait_for(lambda: head.poll() is None and connectable(host, port), 120, "the fake-cluster head to listen")
         ray.init(address=address, log_to_driver=False, configure_logging=False)
         yield ray
     finally:
         ray.shutdown()
         stop_process_group(head)
         log.close()
+        shutil.rmtree(ray_temp, ignore_errors=True)
 
 
-def connectable(port: int) -> bool:
+def connectable(host: str, port: int) -> bool:
     with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ def wait_for(condition, timeout: float, what: str, interval: float = 1.0):
 
 def stop_process_group(process: subprocess.Popen) -> None:
     """SIGTERM the head's session (its raylets, GCS, monitor and fake worker nodes), then SIGKILL."""
-    for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:

@@ -15,7 +15,6 @@ task's own (``TaskMetadata.prompt``, else mteb's default for its type), unless
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import numpy as np
@@ -86,13 +85,6 @@ class MtebEncoder:
         self.dimensions = dimensions
         self.batch_size = batch_size
         self.mteb_model_meta = build_model_meta(name, embedder, use_instructions=self.use_instructions)
-
-    @classmethod
-    def load(cls, folder: str | Path, *, device: str | None = None, **kwargs: Any) -> "MtebEncoder":
-        from embedforge.models.registry import resolve_model
-
-        path = resolve_model(folder)
-        return cls(Embedder.load(path, device=device), name=kwargs.pop("name", Path(str(folder)).name), **kwargs)
 
     def instruction_for(self, task_metadata: Any, prompt_type: PromptType | None) -> str | None:
         if not self.use_instructions or prompt_type == PromptType.document:

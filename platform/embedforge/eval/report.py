@@ -55,7 +55,9 @@ def plot_main_scores(runs: Runs, path: Path, *, title: str = "main score per tas
         positions = [index + (offset - (len(labels) - 1) / 2) * width for index in range(len(tasks))]
         axes.bar(positions, values, width=width, label=label)
     axes.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
-    axes.set_ylim(0, 1)
+    lowest = min([0.0] + [value for results in runs.values() for metrics in results.values() if (value := metrics.get("main_score")) is not None])
+    axes.set_ylim(min(0.0, lowest - 0.05), 1)
+    axes.axhline(0, color="black", linewidth=0.5)
     axes.set_ylabel("main score")
     axes.set_title(title)
     axes.legend()

@@ -9,6 +9,7 @@ to extend: the pipeline's tiny config (``python jobs/pipeline.py --config ...``)
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import tempfile
@@ -55,8 +56,13 @@ def three_node_cluster(monkeypatch):
     # A private temp dir keeps Cluster's address file out of the shared /tmp/ray, where
     # other processes' ray.init() would find and join this cluster.
     ray_temp = tempfile.mkdtemp(prefix="efmn-", dir="/tmp")
+    os.makedirs(os.path.join(ray_temp, "ray"))  # where Cluster writes ray_current_cluster under RAY_TMPDIR
     monkeypatch.setenv("RAY_TMPDIR", ray_temp)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    from ray._private import ray_constants
+
+    # the dashboard (which serves the Job API) can take over a minute to start on a busy 2-core machine
+    monkeypatch.setattr(ray_constants, "RAY_DASHBOARD_STARTUP_TIMEOUT_S", 300)
     if ray.is_initialized():
         ray.shutdown()
     cluster = Cluster(

@@ -82,7 +82,9 @@ def test_run_evaluation_on_every_offline_task_with_reranker(tiny_embedder_dir, t
 
     settings = EvaluationSettings(
         tasks=list(OFFLINE_TASKS),
-        limits=TaskLimits(max_queries=4, max_corpus_docs=12, languages=["de"], classification_experiments=1),
+        limits=TaskLimits(
+            max_queries=3, max_corpus_docs=8, languages=["de"], classification_experiments=1, classification_samples_per_label=2
+        ),
     )
     results = run_evaluation(tiny_embedder_dir, tmp_path, settings, reranker=tiny_reranker_dir, device="cpu")
     assert json.loads((tmp_path / "results.json").read_text()) == results
@@ -94,7 +96,7 @@ def test_run_evaluation_on_every_offline_task_with_reranker(tiny_embedder_dir, t
         assert metrics["main_score"] == pytest.approx(metrics[name]), task
     for task in retrieval:
         dense, reranked = results[task], results[f"{task}+reranker"]
-        # the reranker reorders the same top-100 candidates of a 12-document corpus
+        # the reranker reorders the same top-100 candidates of an 8-document corpus
         assert reranked["recall_at_100"] == pytest.approx(dense["recall_at_100"])
         assert 0.0 <= reranked["ndcg_at_10"] <= 1.0
     by_subset = json.loads((tmp_path / "results_by_subset.json").read_text())

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queries", type=int, default=None, help="queries / pairs / test texts per task subset (deterministic subset)")
     parser.add_argument("--max-corpus-docs", type=int, default=None, help="retrieval corpus size: judged documents first, then others")
     parser.add_argument("--languages", default=None, help="comma-separated language codes for multilingual tasks, e.g. en,de")
-    parser.add_argument("--classification-experiments", type=int, default=10)
+    parser.add_argument("--classification-experiments", type=int, default=10, help="logistic-regression runs (mteb: 10)")
+    parser.add_argument("--classification-samples-per-label", type=int, default=8, help="training texts per label (mteb: 8)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rerank-top-k", type=int, default=100)
     parser.add_argument("--dimensions", type=int, default=None, help="Matryoshka output size")
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
             max_corpus_docs=args.max_corpus_docs,
             languages=args.languages.split(",") if args.languages else None,
             classification_experiments=args.classification_experiments,
+            classification_samples_per_label=args.classification_samples_per_label,
         ),
         batch_size=args.batch_size,
         rerank_top_k=args.rerank_top_k,

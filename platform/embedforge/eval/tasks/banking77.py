@@ -2,7 +2,8 @@
 
 Files: ``classification/banking77/{train,test}.csv`` with a header ``text,category``
 (real CSV, quoted fields). mteb trains a logistic regression on 8 embedded training texts
-per label, ``classification_experiments`` times, and reports accuracy on the test texts.
+per label (``classification_samples_per_label``), ``classification_experiments`` times (10),
+and reports accuracy on the test texts.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Banking77(AbsTaskClassification):
         super().__init__(**kwargs)
         self.limits = limits or TaskLimits()
         self.n_experiments = self.limits.classification_experiments
+        self.samples_per_label = self.limits.classification_samples_per_label
 
     def load_data(self, num_proc: int | None = None, **kwargs) -> None:
         if self.data_loaded:

@@ -20,5 +20,7 @@ class TaskLimits(ConfigModel):
     """Retrieval corpus size: every document judged for a kept query, then others up to this count."""
     classification_experiments: int = Field(10, ge=1)
     """Classification: logistic-regression runs on 8 training samples per label (mteb's default is 10)."""
+    classification_samples_per_label: int = Field(8, ge=1)
+    """Classification: training texts per label for each logistic regression (mteb's default is 8)."""
     languages: list[str] | None = None
     """Multilingual tasks (XQuAD, stsb-multi-mt): ISO 639-1 codes to run, e.g. ``[en, de]``; ``None`` runs all."""

@@ -98,6 +98,18 @@ def job_client(cluster, timeout: float = 120):
             time.sleep(2)
 
 
+def submit(client, entrypoint: str, timeout: float = 180) -> str:
+    """Submit, retrying while the head's dashboard agent (which runs job supervisors) starts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.submit_job(entrypoint=entrypoint)
+        except RuntimeError as error:
+            if "No available agent" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(3)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("entrypoint", ENTRYPOINTS.values(), ids=ENTRYPOINTS.keys())
 def test_job_submitted_to_three_node_cluster_succeeds(three_node_cluster, entrypoint):
@@ -106,7 +118,7 @@ def test_job_submitted_to_three_node_cluster_succeeds(three_node_cluster, entryp
     from ray.job_submission import JobStatus
 
     client = job_client(three_node_cluster)
-    job_id = client.submit_job(entrypoint=shlex.join(entrypoint))
+    job_id = submit(client, shlex.join(entrypoint))
     deadline = time.monotonic() + 480
     while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
         assert time.monotonic() < deadline, f"job {job_id} still {status}"

@@ -20,6 +20,8 @@ COMMANDS = {
     "mine": "embedforge.commands.mine",
     "serve": "embedforge.commands.serve",
     "train": "embedforge.commands.train",
+    "run": "embedforge.commands.run",
+    "evaluate": "embedforge.commands.evaluate",
 }
 
 

@@ -1,0 +1,55 @@
+"""``embedforge evaluate``: a model (and optionally a reranker) on offline or mteb tasks."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "Evaluate an embedder (and optionally a reranker on its top 100) on offline or mteb tasks."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="embedder folder, or a packaged model name such as all-MiniLM-L6-v2")
+    parser.add_argument(
+        "--tasks",
+        default="scifact-dev",
+        help="comma-separated: scifact-dev, cranfield, stsb-dev, stsb-multi-mt-dev, banking77, xquad, xquad-crosslingual, or mteb task names (need the hub)",
+    )
+    parser.add_argument("--output", type=Path, required=True, help="folder for results.json, results.md and main_scores.png")
+    parser.add_argument("--reranker", default=None, help="reranker folder: adds '<task>+reranker' scores for retrieval tasks")
+    parser.add_argument("--max-queries", type=int, default=None, help="queries / pairs / test texts per task subset (deterministic subset)")
+    parser.add_argument("--max-corpus-docs", type=int, default=None, help="retrieval corpus size: judged documents first, then others")
+    parser.add_argument("--languages", default=None, help="comma-separated language codes for multilingual tasks, e.g. en,de")
+    parser.add_argument("--classification-experiments", type=int, default=10, help="logistic-regression runs (mteb: 10)")
+    parser.add_argument("--classification-samples-per-label", type=int, default=8, help="training texts per label (mteb: 8)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rerank-top-k", type=int, default=100)
+    parser.add_argument("--dimensions", type=int, default=None, help="Matryoshka output size")
+    parser.add_argument(
+        "--instructions", choices=["auto", "on", "off"], default="auto", help="task instructions (auto: if the model has a default one)"
+    )
+    parser.add_argument("--device", default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from embedforge.eval.runner import EvaluationSettings, run_evaluation
+    from embedforge.eval.tasks import TaskLimits
+
+    settings = EvaluationSettings(
+        tasks=[name.strip() for name in args.tasks.split(",") if name.strip()],
+        limits=TaskLimits(
+            max_queries=args.max_queries,
+            max_corpus_docs=args.max_corpus_docs,
+            languages=args.languages.split(",") if args.languages else None,
+            classification_experiments=args.classification_experiments,
+            classification_samples_per_label=args.classification_samples_per_label,
+        ),
+        batch_size=args.batch_size,
+        rerank_top_k=args.rerank_top_k,
+        dimensions=args.dimensions,
+        use_instructions={"auto": "auto", "on": True, "off": False}[args.instructions],
+    )
+    results = run_evaluation(args.model, args.output, settings, reranker=args.reranker, device=args.device)
+    print((args.output / "results.md").read_text())
+    print(f"wrote {args.output / 'results.json'} ({len(results)} task entries) and {args.output / 'main_scores.png'}")
+    return 0

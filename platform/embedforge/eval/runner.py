@@ -1,0 +1,139 @@
+"""``run_evaluation``: a model (and optionally a reranker) on a list of tasks, through mteb.
+
+Writes into the output folder:
+
+- ``results.json``: ``{task: {metric: value, ..., "main_score": v}}``, mteb's metric names;
+  with a reranker, retrieval tasks appear again as ``"<task>+reranker"``;
+- ``results_by_subset.json``: the same per split and subset (languages, language pairs);
+- ``results.md``: a table of main scores; ``main_scores.png``: the same as a chart.
+
+The pipeline calls :func:`run_evaluation` with the ``EvaluationSettings`` of its config;
+``embedforge evaluate`` builds the settings from its flags.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal, Mapping
+
+from pydantic import Field
+
+from embedforge.config import ConfigModel
+from embedforge.eval.report import main_score_table, plot_main_scores, write_json
+from embedforge.eval.results import Metrics, mean_metrics, subset_metrics
+from embedforge.eval.tasks import TaskLimits, build_task
+
+logger = logging.getLogger(__name__)
+
+RERANKED_SUFFIX = "+reranker"
+RERANKABLE_TYPES = {"Retrieval"}
+
+
+class EvaluationSettings(ConfigModel):
+    """What to evaluate and how much of it."""
+
+    tasks: list[str] = Field(default_factory=lambda: ["scifact-dev"], min_length=1)
+    """Offline task names (scifact-dev, cranfield, stsb-dev, stsb-multi-mt-dev, banking77, xquad, xquad-crosslingual) or mteb task names."""
+    limits: TaskLimits = Field(default_factory=TaskLimits)
+    """Size limits for offline tasks (quick runs)."""
+    batch_size: int = Field(32, ge=1)
+    """Texts per embedder forward pass."""
+    rerank_top_k: int = Field(100, ge=1)
+    """Dense candidates per query handed to the reranker."""
+    rerank_batch_size: int = Field(16, ge=1)
+    use_instructions: bool | Literal["auto"] = "auto"
+    """Task instructions on queries (and both sides of symmetric tasks); auto: if the model has a default instruction."""
+    instructions: dict[str, str] = Field(default_factory=dict)
+    """Per-task instruction overrides, by task name."""
+    dimensions: int | None = None
+    """Matryoshka output size; ``None`` evaluates full-size embeddings."""
+
+
+def run_evaluation(
+    model: str | Path,
+    output_dir: str | Path,
+    settings: EvaluationSettings | None = None,
+    *,
+    reranker: str | Path | None = None,
+    device: str | None = None,
+    label: str | None = None,
+) -> dict[str, Metrics]:
+    """Evaluate ``model`` (a folder or packaged model name) and write the report; returns ``results.json``'s dict."""
+    import mteb
+
+    from embedforge.eval.mteb_encoder import MtebEncoder
+    from embedforge.eval.mteb_reranker import RerankingSearch
+    from embedforge.models.embedder import Embedder
+    from embedforge.models.registry import resolve_model
+
+    settings = settings or EvaluationSettings()
+    output_dir = Path(output_dir)
+    tasks = [build_task(name, settings.limits) for name in settings.tasks]
+    name = label or Path(str(model)).name
+    encoder = MtebEncoder(
+        Embedder.load(resolve_model(model), device=device),
+        name=name,
+        use_instructions=settings.use_instructions,
+        instructions=settings.instructions,
+        dimensions=settings.dimensions,
+        batch_size=settings.batch_size,
+    )
+    runs = {name: evaluate_with(mteb, encoder, tasks, settings.batch_size)}
+    if reranker is not None:
+        from embedforge.models.reranker import load_reranker
+
+        search = RerankingSearch(
+            encoder,
+            load_reranker(resolve_model(reranker), device=device),
+            rerank_top_k=settings.rerank_top_k,
+            batch_size=settings.rerank_batch_size,
+            name=f"{name}{RERANKED_SUFFIX}",
+        )
+        rerankable = [task for task in tasks if task.metadata.type in RERANKABLE_TYPES]
+        skipped = [task.metadata.name for task in tasks if task.metadata.type not in RERANKABLE_TYPES]
+        if skipped:
+            logger.info("reranker: not applicable to %s (not retrieval tasks)", ", ".join(skipped))
+        runs[f"{name}{RERANKED_SUFFIX}"] = evaluate_with(mteb, search, rerankable, settings.batch_size)
+    return write_report(runs, output_dir, {task.metadata.name: task.metadata.main_score for task in tasks})
+
+
+def evaluate_with(mteb_module, model, tasks: list, batch_size: int) -> dict[str, tuple[Metrics, dict[str, Metrics]]]:
+    """``{task: (mean metrics, per-subset metrics)}`` from one ``mteb.evaluate`` call."""
+    if not tasks:
+        return {}
+    result = mteb_module.evaluate(
+        model,
+        tasks,
+        cache=None,
+        co2_tracker=False,
+        show_progress_bar=False,
+        encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
+        raise_error=True,
+    )
+    results = {}
+    for task_result in result.task_results:
+        per_subset = subset_metrics(task_result)
+        results[task_result.task_name] = (mean_metrics(per_subset), per_subset)
+    return results
+
+
+def write_report(
+    runs: Mapping[str, Mapping[str, tuple[Metrics, dict[str, Metrics]]]], output_dir: Path, main_metrics: Mapping[str, str]
+) -> dict[str, Metrics]:
+    """Write results.json, results_by_subset.json, results.md and main_scores.png; return results.json."""
+    labels = list(runs)
+    flat: dict[str, Metrics] = {}
+    by_subset: dict[str, dict[str, Metrics]] = {}
+    for index, label in enumerate(labels):
+        suffix = "" if index == 0 else RERANKED_SUFFIX
+        for task, (metrics, per_subset) in runs[label].items():
+            flat[f"{task}{suffix}"] = metrics
+            by_subset[f"{task}{suffix}"] = per_subset
+    write_json(output_dir / "results.json", flat)
+    write_json(output_dir / "results_by_subset.json", by_subset)
+    table_runs = {label: {task: metrics for task, (metrics, _) in runs[label].items()} for label in labels}
+    table = main_score_table(table_runs, main_metrics)
+    (output_dir / "results.md").write_text(f"# Evaluation: {labels[0]}\n\n{table}\n")
+    plot_main_scores(table_runs, output_dir / "main_scores.png", title=f"{labels[0]}: main score per task")
+    return flat

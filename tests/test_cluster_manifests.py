@@ -1,0 +1,115 @@
+"""Every file in cluster/ parses, and everything it names exists in this repository.
+
+Strict on purpose: the RayJob's pipeline script and config, and the RayService's
+``embedforge.serving.app:build_app``, are written by other branches; this test fails until
+they are merged, so a manifest can never point at something that is not there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CLUSTER = REPO_ROOT / "cluster"
+KUBERAY = ["raycluster.yaml", "rayjob.yaml", "rayservice.yaml"]
+LAUNCHER = ["aws-gpu.yaml", "fake-autoscaler.yaml"]
+
+
+def load(name: str) -> dict:
+    documents = list(yaml.safe_load_all((CLUSTER / name).read_text()))
+    assert len(documents) == 1, f"{name}: expected one YAML document"
+    return documents[0]
+
+
+def test_every_yaml_in_cluster_is_covered_and_names_its_command():
+    on_disk = sorted(path.name for path in CLUSTER.glob("*.yaml"))
+    assert on_disk == sorted(KUBERAY + LAUNCHER)
+    for name in on_disk:
+        assert (CLUSTER / name).read_text().startswith("# Run: "), f"{name}: header must name the command that runs it"
+
+
+def cluster_spec(manifest: dict) -> dict:
+    return {"RayCluster": lambda: manifest["spec"], "RayJob": lambda: manifest["spec"]["rayClusterSpec"],
+            "RayService": lambda: manifest["spec"]["rayClusterConfig"]}[manifest["kind"]]()  # fmt: skip
+
+
+def container(group: dict) -> dict:
+    (only,) = group["template"]["spec"]["containers"]
+    return only
+
+
+@pytest.mark.parametrize("name", KUBERAY)
+def test_kuberay_manifest_has_autoscaling_cpu_head_and_gpu_workers(name):
+    manifest = load(name)
+    assert manifest["apiVersion"] == "ray.io/v1"
+    assert manifest["kind"] in {"RayCluster", "RayJob", "RayService"}
+    spec = cluster_spec(manifest)
+    assert spec["enableInTreeAutoscaling"] is True
+    assert spec["rayVersion"] == importlib.import_module("ray").__version__
+    head = container(spec["headGroupSpec"])
+    assert "nvidia.com/gpu" not in head["resources"]["limits"]
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    (gpu_group,) = spec["workerGroupSpecs"]
+    assert container(gpu_group)["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert 0 <= gpu_group["minReplicas"] <= gpu_group["replicas"] <= gpu_group["maxReplicas"]
+    images = {head["image"], container(gpu_group)["image"]}
+    dockerfile = (CLUSTER / "Dockerfile").read_text()
+    assert images == {"embedforge:0.1.0-gpu"} and "-t embedforge:0.1.0-gpu" in dockerfile
+
+
+def test_rayjob_entrypoint_script_and_config_exist():
+    entrypoint = shlex.split(load("rayjob.yaml")["spec"]["entrypoint"])
+    assert entrypoint[:2] == ["python", "jobs/pipeline.py"]
+    assert (REPO_ROOT / entrypoint[1]).is_file(), f"{entrypoint[1]} is missing"
+    config = entrypoint[entrypoint.index("--config") + 1]
+    assert config == "jobs/configs/qwen3-0.6b.yaml"
+    assert (REPO_ROOT / config).is_file(), f"{config} is missing"
+    runtime_env = yaml.safe_load(load("rayjob.yaml")["spec"]["runtimeEnvYAML"])
+    assert runtime_env["env_vars"]["EMBEDFORGE_DATA"] == "/data"
+
+
+def test_rayservice_import_paths_resolve_and_autoscale():
+    serve_config = yaml.safe_load(load("rayservice.yaml")["spec"]["serveConfigV2"])
+    (application,) = serve_config["applications"]
+    assert application["import_path"] == "embedforge.serving.app:build_app"
+    module_name, attribute = application["import_path"].split(":")
+    module = importlib.import_module(module_name)
+    assert callable(getattr(module, attribute))
+    assert {"embedder", "reranker"} <= set(application["args"])
+    for deployment in application["deployments"]:
+        scaling = deployment["autoscaling_config"]
+        assert 1 <= scaling["min_replicas"] < scaling["max_replicas"]
+
+
+@pytest.mark.parametrize("name", LAUNCHER)
+def test_cluster_launcher_configs_pass_rays_own_schema(name):
+    from ray.autoscaler._private.util import validate_config
+
+    config = load(name)
+    validate_config(config)
+    types = config["available_node_types"]
+    assert config["head_node_type"] in types
+    assert types[config["head_node_type"]]["resources"]["CPU"] == 0
+    for node_type in types.values():
+        assert node_type.get("min_workers", 0) <= node_type["max_workers"] <= config["max_workers"]
+
+
+def test_aws_launcher_has_gpu_node_types_and_installs_this_repo():
+    config = load("aws-gpu.yaml")
+    assert config["provider"]["type"] == "aws"
+    gpu_types = [node for node in config["available_node_types"].values() if node["resources"].get("GPU", 0) > 0]
+    assert len(gpu_types) >= 1 and all(node["min_workers"] == 0 for node in gpu_types)
+    assert config["file_mounts"]["/home/ray/embedforge"] == "."
+    assert (REPO_ROOT / "pyproject.toml").is_file()
+
+
+def test_fake_autoscaler_uses_the_fake_multinode_provider():
+    config = load("fake-autoscaler.yaml")
+    assert config["provider"]["type"] == "fake_multinode"
+    worker = config["available_node_types"]["ray.worker.cpu"]
+    assert worker["min_workers"] == 0 and worker["max_workers"] == 2

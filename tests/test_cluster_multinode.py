@@ -1,0 +1,133 @@
+"""A job submitted through the Job API to a 3-node local cluster (head + 2 workers) succeeds.
+
+``ray.cluster_utils.Cluster`` starts a head (no CPUs, with the dashboard that serves the
+Job API) and two 1-CPU worker nodes. The default job spreads two small embedforge
+evaluations over the workers and prints where they ran. ``ENTRYPOINTS`` is the parameter
+to extend: the pipeline's tiny config (``python jobs/pipeline.py --config ...``) goes here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+
+import pytest
+
+SPREAD_EVALUATION_JOB = """
+import json, tempfile
+import ray
+
+@ray.remote(num_cpus=1)
+def evaluate(task):
+    from embedforge.eval.runner import EvaluationSettings, run_evaluation
+    from embedforge.eval.tasks import TaskLimits
+    from embedforge.models.qwen3 import build_embedder
+
+    folder = build_embedder("tiny", max_length=64).save(tempfile.mkdtemp())
+    settings = EvaluationSettings(tasks=[task], limits=TaskLimits(max_queries=3, max_corpus_docs=10))
+    results = run_evaluation(folder, tempfile.mkdtemp(), settings, device="cpu")
+    return ray.get_runtime_context().get_node_id(), results[task]["main_score"]
+
+ray.init()
+runs = ray.get([evaluate.remote(task) for task in ("cranfield", "stsb-dev")])
+print("EMBEDFORGE_JOB_RESULT " + json.dumps({"nodes": sorted({node for node, _ in runs}), "scores": [score for _, score in runs]}))
+"""
+
+ENTRYPOINTS = {
+    "spread-evaluation": ["python", "-c", SPREAD_EVALUATION_JOB],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def three_node_cluster(monkeypatch):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    # A private temp dir keeps Cluster's address file out of the shared /tmp/ray, where
+    # other processes' ray.init() would find and join this cluster.
+    ray_temp = tempfile.mkdtemp(prefix="efmn-", dir="/tmp")
+    os.makedirs(os.path.join(ray_temp, "ray"))  # where Cluster writes ray_current_cluster under RAY_TMPDIR
+    monkeypatch.setenv("RAY_TMPDIR", ray_temp)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    from ray._private import ray_constants
+
+    # the dashboard (which serves the Job API) can take over a minute to start on a busy 2-core machine
+    monkeypatch.setattr(ray_constants, "RAY_DASHBOARD_STARTUP_TIMEOUT_S", 300)
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 0,
+            "include_dashboard": True,
+            "dashboard_host": "127.0.0.1",
+            "dashboard_port": free_port(),
+            "temp_dir": ray_temp,
+        },
+    )
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1, temp_dir=ray_temp)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        cluster.shutdown()
+        shutil.rmtree(ray_temp, ignore_errors=True)
+
+
+def job_client(cluster, timeout: float = 120):
+    from ray.job_submission import JobSubmissionClient
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return JobSubmissionClient(f"http://{cluster.webui_url}")
+        except Exception:  # the dashboard's HTTP server is still starting
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def submit(client, entrypoint: str, timeout: float = 180) -> str:
+    """Submit, retrying while the head's dashboard agent (which runs job supervisors) starts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.submit_job(entrypoint=entrypoint)
+        except RuntimeError as error:
+            if "No available agent" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entrypoint", ENTRYPOINTS.values(), ids=ENTRYPOINTS.keys())
+def test_job_submitted_to_three_node_cluster_succeeds(three_node_cluster, entrypoint):
+    import shlex
+
+    from ray.job_submission import JobStatus
+
+    client = job_client(three_node_cluster)
+    job_id = submit(client, shlex.join(entrypoint))
+    deadline = time.monotonic() + 480
+    while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.monotonic() < deadline, f"job {job_id} still {status}"
+        time.sleep(2)
+    logs = client.get_job_logs(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    if entrypoint is ENTRYPOINTS["spread-evaluation"]:
+        (line,) = [line for line in logs.splitlines() if line.startswith("EMBEDFORGE_JOB_RESULT ")]
+        result = json.loads(line.split(" ", 1)[1])
+        worker_ids = {node.node_id for node in three_node_cluster.worker_nodes}
+        assert len(result["nodes"]) == 2 and set(result["nodes"]) == worker_ids  # one evaluation on each worker
+        assert all(-1.0 <= score <= 1.0 for score in result["scores"])

@@ -1,0 +1,118 @@
+"""The mteb wrappers and ``run_evaluation``, with real models on small subsets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from mteb.types import PromptType
+
+from embedforge.eval.mteb_encoder import MtebEncoder
+from embedforge.eval.tasks import TaskLimits
+from embedforge.eval.tasks.scifact import SCIFACT_INSTRUCTION, SciFactDev
+from embedforge.eval.tasks.sts import STS_INSTRUCTION, STSBenchmarkDev
+from embedforge.models.embedder import Embedder
+
+TEXTS = ["tides follow the moon", "bananas are rich in potassium", "gravity of the ocean"]
+
+
+def batches(texts):
+    return [{"text": texts[:2]}, {"text": texts[2:]}]
+
+
+@pytest.fixture(scope="module")
+def tiny_embedder(tiny_embedder_dir):
+    return Embedder.load(tiny_embedder_dir, device="cpu")
+
+
+def test_instructions_go_on_queries_for_retrieval_and_both_sides_for_sts(tiny_embedder):
+    encoder = MtebEncoder(tiny_embedder)
+    assert encoder.use_instructions  # a Qwen3 embedder saved with a default instruction
+    retrieval, sts = SciFactDev.metadata, STSBenchmarkDev.metadata
+    query = encoder.encode(batches(TEXTS), task_metadata=retrieval, hf_split="dev", hf_subset="default", prompt_type=PromptType.query)
+    document = encoder.encode(batches(TEXTS), task_metadata=retrieval, hf_split="dev", hf_subset="default", prompt_type=PromptType.document)
+    symmetric = encoder.encode(batches(TEXTS), task_metadata=sts, hf_split="dev", hf_subset="default", prompt_type=None)
+    np.testing.assert_allclose(query, tiny_embedder.encode(TEXTS, instruction=SCIFACT_INSTRUCTION), atol=1e-6)
+    np.testing.assert_allclose(document, tiny_embedder.encode(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(symmetric, tiny_embedder.encode(TEXTS, instruction=STS_INSTRUCTION), atol=1e-6)
+    assert not np.allclose(query, document)
+    overridden = MtebEncoder(tiny_embedder, instructions={"scifact-dev": "Find evidence"})
+    np.testing.assert_allclose(
+        overridden.encode(batches(TEXTS), task_metadata=retrieval, hf_split="dev", hf_subset="default", prompt_type=PromptType.query),
+        tiny_embedder.encode(TEXTS, instruction="Find evidence"),
+        atol=1e-6,
+    )
+    meta = encoder.mteb_model_meta
+    assert meta.name == "embedforge/model" and meta.embed_dim == tiny_embedder.hidden_size and meta.similarity_fn_name == "cosine"
+
+
+def test_models_without_instruction_training_get_none(minilm_dir):
+    encoder = MtebEncoder(Embedder.load(minilm_dir, device="cpu"))
+    assert not encoder.use_instructions
+    assert encoder.instruction_for(SciFactDev.metadata, PromptType.query) is None
+    similarity = encoder.similarity(np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32))
+    np.testing.assert_allclose(similarity.numpy(), np.eye(3))
+
+
+@pytest.mark.slow
+def test_mteb_with_our_encoder_equals_our_own_evaluator(minilm_dir, shared_data):
+    import mteb
+
+    from embedforge.eval.retrieval import evaluate_retrieval
+    from embedforge.eval.tasks.scifact import load_scifact_dev
+
+    limits = TaskLimits(max_queries=20, max_corpus_docs=60)
+    embedder = Embedder.load(minilm_dir, device="cpu")
+    corpus, queries, qrels = load_scifact_dev(shared_data / "retrieval" / "scifact", limits)
+    ours = evaluate_retrieval(embedder, corpus, queries, qrels)
+    result = mteb.evaluate(MtebEncoder(embedder), [SciFactDev(limits)], cache=None, co2_tracker=False, show_progress_bar=False)
+    scores = result.task_results[0].scores["dev"][0]
+    assert scores["ndcg_at_10"] == pytest.approx(ours["ndcg_at_10"], abs=1e-4)
+    assert scores["recall_at_100"] == pytest.approx(ours["recall_at_100"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_run_evaluation_on_every_offline_task_with_reranker(tiny_embedder_dir, tiny_reranker_dir, tmp_path):
+    from embedforge.eval.runner import EvaluationSettings, run_evaluation
+    from embedforge.eval.tasks import OFFLINE_TASKS
+
+    settings = EvaluationSettings(
+        tasks=list(OFFLINE_TASKS),
+        limits=TaskLimits(
+            max_queries=3, max_corpus_docs=8, languages=["de"], classification_experiments=1, classification_samples_per_label=2
+        ),
+    )
+    results = run_evaluation(tiny_embedder_dir, tmp_path, settings, reranker=tiny_reranker_dir, device="cpu")
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    retrieval = ["scifact-dev", "cranfield", "xquad", "xquad-crosslingual"]
+    assert list(results) == list(OFFLINE_TASKS) + [f"{task}+reranker" for task in retrieval]
+    main_metric = {"stsb-dev": "cosine_spearman", "stsb-multi-mt-dev": "cosine_spearman", "banking77": "accuracy"}
+    for task, metrics in results.items():
+        name = main_metric.get(task.removesuffix("+reranker"), "ndcg_at_10")
+        assert metrics["main_score"] == pytest.approx(metrics[name]), task
+    for task in retrieval:
+        dense, reranked = results[task], results[f"{task}+reranker"]
+        # the reranker reorders the same top-100 candidates of an 8-document corpus
+        assert reranked["recall_at_100"] == pytest.approx(dense["recall_at_100"])
+        assert 0.0 <= reranked["ndcg_at_10"] <= 1.0
+    by_subset = json.loads((tmp_path / "results_by_subset.json").read_text())
+    assert list(by_subset["xquad-crosslingual"]) == ["test/de-en"]
+    table = (tmp_path / "results.md").read_text()
+    assert all(f"| {task} |" in table for task in OFFLINE_TASKS)
+    assert (tmp_path / "main_scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_evaluate_command_writes_results_and_rejects_unknown_tasks(tiny_embedder_dir, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "embedforge.cli", "evaluate", "--model", str(tiny_embedder_dir), "--output", str(tmp_path)]
+    ok = subprocess.run([*command, "--tasks", "cranfield", "--max-queries", "3", "--max-corpus-docs", "10"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "| cranfield | ndcg_at_10 |" in ok.stdout
+    assert set(json.loads((tmp_path / "results.json").read_text())) == {"cranfield"}
+    bad = subprocess.run([*command, "--tasks", "cranfield,NoSuchTask"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "unknown task 'NoSuchTask'" in bad.stderr

@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml | $(PY)
 setup: $(STAMP)
 
 quickstart: setup
-	$(PY) jobs/quickstart.py --config jobs/configs/quickstart.yaml
+	$(VENV)/bin/embedforge run jobs/configs/quickstart.yaml
 
 test: setup
 	$(PY) -m pytest tests -q

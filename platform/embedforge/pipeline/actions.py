@@ -43,20 +43,28 @@ def mine(config: "MiningConfig", folder: Path) -> dict:
 
 
 def train(config: "TrainConfig", folder: Path) -> dict:
-    """Train, unless no dataset holds a row: then the stage passes its base model on, saying why."""
+    """Train on the datasets that hold rows; with none, pass the base model on and say why.
+
+    An upstream stage can legitimately produce no pairs (a generator whose every output was
+    rejected); such datasets leave the mixture, and the summary names them.
+    """
     from embedforge.models.registry import resolve_model
     from embedforge.training import run_training
-    from embedforge.training.pairs import count_rows
+    from embedforge.training.pairs import read_pair_rows
 
-    rows = {spec.name: count_rows(spec.path) for spec in config.data.datasets}
-    if not any(rows.values()):
+    rows = {spec.name: len(read_pair_rows(spec.path, num_negatives=config.data.num_negatives).rows) for spec in config.data.datasets}
+    empty = [name for name, count in rows.items() if count == 0]
+    if len(empty) == len(rows):
         return {"output": str(resolve_model(config.model.base)), "trained": False, "rows": rows,
                 "reason": "no training rows (every synthetic pair was rejected or filtered out)"}
+    datasets = [spec for spec in config.data.datasets if rows[spec.name] > 0]
+    config = config.model_copy(update={"data": config.data.model_copy(update={"datasets": datasets})})
     result = run_training(config)
     return {
         "output": str(result.final_model),
         "trained": True,
         "rows": rows,
+        "empty_datasets_left_out": empty,
         "merge_candidates": {str(step): str(path) for step, path in sorted(result.merge_candidates.items())},
         "final_metrics": result.metrics[-1] if result.metrics else {},
         "skipped_rows": result.skipped_rows,

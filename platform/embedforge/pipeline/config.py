@@ -48,6 +48,9 @@ class PipelineConfig(ConfigModel):
 
     run_dir: DataPath
     """Every stage writes to ``run_dir/<stage>-<key>``; the key hashes its config and inputs."""
+    local_ray_cpus: int | None = Field(None, ge=1)
+    """Logical CPUs of a local Ray (ignored inside a cluster job). Over-provision small machines
+    (4 on 2 cores) so training workers and the Ray Data read stage can run side by side."""
     synthesize: SynthesisConfig | None = None
     filter: FilterConfig | None = None
     mine_synthetic: MiningConfig | None = None

@@ -54,7 +54,7 @@ def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> 
     from embedforge.pipeline import actions
     from embedforge.session import ensure_ray
 
-    ensure_ray()
+    ensure_ray(config.local_ray_cpus)
     pipeline = Pipeline(config, log)
     pipeline.stage("synthesize", config.synthesize, actions.synthesize)
     pipeline.stage("filter", config.filter, actions.filter_pairs)

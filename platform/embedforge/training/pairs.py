@@ -24,9 +24,14 @@ class PairRows:
 
 
 def pair_files(path: Path) -> list[Path]:
-    """The data files of a dataset: the file itself, or the ``.jsonl``/``.parquet`` files of a folder."""
+    """The data files of a dataset: the file itself, or the ``.jsonl``/``.parquet`` files of a folder.
+
+    A ``synthesize``/``filter``/``mine`` output folder works too: its shards are in ``pairs/``.
+    """
     if path.is_file():
         return [path]
+    if path.is_dir() and (path / "pairs").is_dir():
+        path = path / "pairs"
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".parquet"))
         if files:

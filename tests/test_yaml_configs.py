@@ -1,0 +1,52 @@
+"""Every YAML in the repository parses, and every job config validates against its command."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from embedforge.config import load_config
+from embedforge.eval.runner import EvaluationSettings
+from embedforge.pipeline.config import PipelineConfig
+from embedforge.synthesis.filtering import FilterConfig
+from embedforge.synthesis.generate import SynthesisConfig
+from embedforge.synthesis.mining import MiningConfig
+from embedforge.training.config import load_stage_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+JOB_CONFIGS = sorted((REPO_ROOT / "jobs" / "configs").glob("*.yaml"))
+ALL_YAML = sorted(path for pattern in ("jobs/**/*.yaml", "cluster/**/*.yaml") for path in REPO_ROOT.glob(pattern))
+
+LOADERS = {
+    "synthesize": lambda path: load_config(path, SynthesisConfig),
+    "filter": lambda path: load_config(path, FilterConfig),
+    "mine": lambda path: load_config(path, MiningConfig),
+    "train": load_stage_config,
+    "run": lambda path: load_config(path, PipelineConfig),
+    "evaluate": lambda path: load_config(path, EvaluationSettings),
+}
+
+
+def run_command(path: Path) -> str:
+    """The embedforge subcommand that the ``# Run:`` header names."""
+    header = path.read_text().splitlines()[0]
+    assert header.startswith("# Run: embedforge "), f"{path}: the first line must be '# Run: embedforge <command> ...'"
+    return header.split()[3]
+
+
+def test_there_are_configs_to_check():
+    assert len(JOB_CONFIGS) >= 10 and any(path.parent.name == "cluster" for path in ALL_YAML)
+
+
+@pytest.mark.parametrize("path", ALL_YAML, ids=lambda path: str(path.relative_to(REPO_ROOT)))
+def test_every_yaml_parses(path):
+    documents = [document for document in yaml.safe_load_all(path.read_text()) if document is not None]
+    assert documents and all(isinstance(document, dict) for document in documents)
+
+
+@pytest.mark.parametrize("path", JOB_CONFIGS, ids=lambda path: path.name)
+def test_job_config_validates_against_the_command_it_names(path):
+    command = run_command(path)
+    assert command in LOADERS, f"{path}: no loader for command {command!r}"
+    config = LOADERS[command](path)
+    assert "${EMBEDFORGE_DATA}" not in str(config.model_dump())

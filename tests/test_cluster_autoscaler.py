@@ -110,7 +110,7 @@ def fake_cluster(tmp_path):
         ray.shutdown()
         stop_process_group(head)
         log.close()
-        shutil.rmtree(ray_temp, ignore_errors=True)
+        remove_tree(ray_temp)
 
 
 def connectable(host: str, port: int) -> bool:
@@ -135,3 +135,12 @@ def test_fake_cluster_scales_workers_up_for_a_job_and_down_when_idle(fake_cluste
     assert node_ids <= {node["NodeID"] for node in alive_workers(ray)} | node_ids  # ran on worker nodes
     assert not any(node["Resources"].get("node:__internal_head__") for node in ray.nodes() if node["NodeID"] in node_ids)
     wait_for(lambda: alive_workers(ray) == [], 180, "idle worker nodes to be removed", interval=2.0)
+
+
+def remove_tree(path: str) -> None:
+    """Delete a private Ray temp dir; retried because exiting processes may still write logs."""
+    for _ in range(5):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            return
+        time.sleep(1)

@@ -72,6 +72,7 @@ def three_node_cluster(monkeypatch):
             "include_dashboard": True,
             "dashboard_host": "127.0.0.1",
             "dashboard_port": free_port(),
+            "dashboard_agent_listen_port": free_port(),  # the default 52365 may belong to another Ray on this machine
             "temp_dir": ray_temp,
         },
     )
@@ -82,7 +83,7 @@ def three_node_cluster(monkeypatch):
         yield cluster
     finally:
         cluster.shutdown()
-        shutil.rmtree(ray_temp, ignore_errors=True)
+        remove_tree(ray_temp)
 
 
 def job_client(cluster, timeout: float = 120):
@@ -131,3 +132,12 @@ def test_job_submitted_to_three_node_cluster_succeeds(three_node_cluster, entryp
         worker_ids = {node.node_id for node in three_node_cluster.worker_nodes}
         assert len(result["nodes"]) == 2 and set(result["nodes"]) == worker_ids  # one evaluation on each worker
         assert all(-1.0 <= score <= 1.0 for score in result["scores"])
+
+
+def remove_tree(path: str) -> None:
+    """Delete a private Ray temp dir; retried because exiting processes may still write logs."""
+    for _ in range(5):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            return
+        time.sleep(1)

@@ -12,8 +12,10 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -59,6 +61,8 @@ def three_node_cluster(monkeypatch):
     os.makedirs(os.path.join(ray_temp, "ray"))  # where Cluster writes ray_current_cluster under RAY_TMPDIR
     monkeypatch.setenv("RAY_TMPDIR", ray_temp)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    # job entrypoints say `python`, as users type them: make that this environment's Python
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     from ray._private import ray_constants
 
     # the dashboard (which serves the Job API) can take over a minute to start on a busy 2-core machine

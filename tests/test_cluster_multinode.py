@@ -69,25 +69,29 @@ def three_node_cluster(monkeypatch):
     monkeypatch.setattr(ray_constants, "RAY_DASHBOARD_STARTUP_TIMEOUT_S", 300)
     if ray.is_initialized():
         ray.shutdown()
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 0,
-            "include_dashboard": True,
-            "dashboard_host": "127.0.0.1",
-            "dashboard_port": free_port(),
-            "dashboard_agent_listen_port": free_port(),  # the default 52365 may belong to another Ray on this machine
-            "temp_dir": ray_temp,
-        },
-    )
+    cluster = None
     try:
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 0,
+                "include_dashboard": True,
+                "dashboard_host": "127.0.0.1",
+                "dashboard_port": free_port(),
+                "dashboard_agent_listen_port": free_port(),  # the default 52365 may belong to another Ray on this machine
+                "temp_dir": ray_temp,
+            },
+        )
         for _ in range(2):
             cluster.add_node(num_cpus=1, temp_dir=ray_temp)
         cluster.wait_for_nodes()
         yield cluster
     finally:
-        cluster.shutdown()
-        remove_tree(ray_temp)
+        try:
+            if cluster is not None:
+                cluster.shutdown()
+        finally:
+            remove_tree(ray_temp)
 
 
 def job_client(cluster, timeout: float = 120):

@@ -60,7 +60,6 @@ def three_node_cluster(monkeypatch):
     ray_temp = tempfile.mkdtemp(prefix="efmn-", dir="/tmp")
     os.makedirs(os.path.join(ray_temp, "ray"))  # where Cluster writes ray_current_cluster under RAY_TMPDIR
     monkeypatch.setenv("RAY_TMPDIR", ray_temp)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     # job entrypoints say `python`, as users type them: make that this environment's Python
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     from ray._private import ray_constants

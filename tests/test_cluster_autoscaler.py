@@ -103,7 +103,8 @@ def fake_cluster(tmp_path):
     try:
         if ray.is_initialized():
             ray.shutdown()
-        wait_for(lambda: head.poll() is None and connectable(host, port), 120, "the fake-cluster head to listen")
+        head_log = tmp_path / "head.log"
+        wait_for(lambda: head_started(head, head_log), 180, "the fake-cluster head to start")
         ray.init(address=address, log_to_driver=False, configure_logging=False)
         yield ray
     finally:
@@ -113,9 +114,17 @@ def fake_cluster(tmp_path):
         remove_tree(ray_temp)
 
 
-def connectable(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex((host, port)) == 0
+def head_started(head: subprocess.Popen, log_path: Path) -> bool:
+    """True once ``ray start`` reports success; fails fast, with its log, if it exited.
+
+    Waiting for this line rather than for the port to accept connections matters on a shared
+    machine: if another process took the port first, our head fails, and connecting to the
+    port would reach someone else's cluster.
+    """
+    text = log_path.read_text(errors="replace")
+    if head.poll() is not None:
+        raise AssertionError(f"ray start --head exited with {head.returncode}:\n{text[-3000:]}")
+    return "Ray runtime started" in text
 
 
 @pytest.mark.slow

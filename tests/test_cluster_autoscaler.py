@@ -103,19 +103,28 @@ def fake_cluster(tmp_path):
     try:
         if ray.is_initialized():
             ray.shutdown()
-        wait_for(lambda: head.poll() is None and connectable(host, port), 120, "the fake-cluster head to listen")
+        head_log = tmp_path / "head.log"
+        wait_for(lambda: head_started(head, head_log), 180, "the fake-cluster head to start")
         ray.init(address=address, log_to_driver=False, configure_logging=False)
         yield ray
     finally:
         ray.shutdown()
         stop_process_group(head)
         log.close()
-        shutil.rmtree(ray_temp, ignore_errors=True)
+        remove_tree(ray_temp)
 
 
-def connectable(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex((host, port)) == 0
+def head_started(head: subprocess.Popen, log_path: Path) -> bool:
+    """True once ``ray start`` reports success; fails fast, with its log, if it exited.
+
+    Waiting for this line rather than for the port to accept connections matters on a shared
+    machine: if another process took the port first, our head fails, and connecting to the
+    port would reach someone else's cluster.
+    """
+    text = log_path.read_text(errors="replace")
+    if head.poll() is not None:
+        raise AssertionError(f"ray start --head exited with {head.returncode}:\n{text[-3000:]}")
+    return "Ray runtime started" in text
 
 
 @pytest.mark.slow
@@ -135,3 +144,12 @@ def test_fake_cluster_scales_workers_up_for_a_job_and_down_when_idle(fake_cluste
     assert node_ids <= {node["NodeID"] for node in alive_workers(ray)} | node_ids  # ran on worker nodes
     assert not any(node["Resources"].get("node:__internal_head__") for node in ray.nodes() if node["NodeID"] in node_ids)
     wait_for(lambda: alive_workers(ray) == [], 180, "idle worker nodes to be removed", interval=2.0)
+
+
+def remove_tree(path: str) -> None:
+    """Delete a private Ray temp dir; retried because exiting processes may still write logs."""
+    for _ in range(5):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            return
+        time.sleep(1)

@@ -12,8 +12,10 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -58,31 +60,37 @@ def three_node_cluster(monkeypatch):
     ray_temp = tempfile.mkdtemp(prefix="efmn-", dir="/tmp")
     os.makedirs(os.path.join(ray_temp, "ray"))  # where Cluster writes ray_current_cluster under RAY_TMPDIR
     monkeypatch.setenv("RAY_TMPDIR", ray_temp)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    # job entrypoints say `python`, as users type them: make that this environment's Python
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     from ray._private import ray_constants
 
     # the dashboard (which serves the Job API) can take over a minute to start on a busy 2-core machine
     monkeypatch.setattr(ray_constants, "RAY_DASHBOARD_STARTUP_TIMEOUT_S", 300)
     if ray.is_initialized():
         ray.shutdown()
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 0,
-            "include_dashboard": True,
-            "dashboard_host": "127.0.0.1",
-            "dashboard_port": free_port(),
-            "temp_dir": ray_temp,
-        },
-    )
+    cluster = None
     try:
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 0,
+                "include_dashboard": True,
+                "dashboard_host": "127.0.0.1",
+                "dashboard_port": free_port(),
+                "dashboard_agent_listen_port": free_port(),  # the default 52365 may belong to another Ray on this machine
+                "temp_dir": ray_temp,
+            },
+        )
         for _ in range(2):
             cluster.add_node(num_cpus=1, temp_dir=ray_temp)
         cluster.wait_for_nodes()
         yield cluster
     finally:
-        cluster.shutdown()
-        shutil.rmtree(ray_temp, ignore_errors=True)
+        try:
+            if cluster is not None:
+                cluster.shutdown()
+        finally:
+            remove_tree(ray_temp)
 
 
 def job_client(cluster, timeout: float = 120):
@@ -131,3 +139,12 @@ def test_job_submitted_to_three_node_cluster_succeeds(three_node_cluster, entryp
         worker_ids = {node.node_id for node in three_node_cluster.worker_nodes}
         assert len(result["nodes"]) == 2 and set(result["nodes"]) == worker_ids  # one evaluation on each worker
         assert all(-1.0 <= score <= 1.0 for score in result["scores"])
+
+
+def remove_tree(path: str) -> None:
+    """Delete a private Ray temp dir; retried because exiting processes may still write logs."""
+    for _ in range(5):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            return
+        time.sleep(1)

@@ -18,6 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = REPO_ROOT / "cluster"
 KUBERAY = ["raycluster.yaml", "rayjob.yaml", "rayservice.yaml"]
 LAUNCHER = ["aws-gpu.yaml", "fake-autoscaler.yaml"]
+SERVE = ["serve.yaml"]  # validated against Serve's schema in tests/test_serving_deploy.py
 
 
 def load(name: str) -> dict:
@@ -28,7 +29,7 @@ def load(name: str) -> dict:
 
 def test_every_yaml_in_cluster_is_covered_and_names_its_command():
     on_disk = sorted(path.name for path in CLUSTER.glob("*.yaml"))
-    assert on_disk == sorted(KUBERAY + LAUNCHER)
+    assert on_disk == sorted(KUBERAY + LAUNCHER + SERVE)
     for name in on_disk:
         assert (CLUSTER / name).read_text().startswith("# Run: "), f"{name}: header must name the command that runs it"
 

@@ -79,9 +79,8 @@ def test_autoscaling_scales_the_embedder_up_under_load_and_down_when_idle(local_
         deployment["autoscaling_config"].update(fast, min_replicas=1, max_replicas=1 if deployment["name"] == "Ingress" else 2)
         if deployment["name"] == "Embedder":
             deployment["autoscaling_config"]["target_ongoing_requests"] = 2
-    urls = deploy_config(config)
-    url = urls["scaling"]
     try:
+        url = deploy_config(config)["scaling"]
         assert replicas("scaling", "Embedder") == 1
         stop, statuses = threading.Event(), []
 

@@ -88,3 +88,48 @@ def test_settings_reject_unknown_keys_and_bad_budgets():
         parse_config({"embedder": "x", "embedder_batching": {"max_batch_size": 64, "max_batch_tokens": 32}}, ServeSettings)
     assert model_name("/models/my-embedder/", None) == "my-embedder"
     assert model_name("/models/x", "public") == "public"
+
+
+def test_forward_queue_merges_batches_that_wait_while_the_model_is_busy():
+    import asyncio
+    import time
+
+    from embedforge.serving.batching import ForwardQueue
+
+    passes = []
+
+    def forward(rows):
+        passes.append(len(rows))
+        time.sleep(0.05)
+        return [len(row) for row in rows]
+
+    async def scenario():
+        queue = ForwardQueue(forward, max_batch_tokens=6)
+        first = asyncio.create_task(queue.run([TokenRow([1, 2])]))
+        await asyncio.sleep(0.01)  # the first pass is running now
+        later = [asyncio.create_task(queue.run([TokenRow([1] * n)])) for n in (1, 2, 1, 1)]
+        return await first, await asyncio.gather(*later)
+
+    first, later = asyncio.run(scenario())
+    assert first == [2] and later == [[1], [2], [1], [1]]
+    # Waiting batches merge up to the budget: 3 rows x longest 2 = 6 tokens, then the last one.
+    assert passes == [1, 3, 1]
+
+
+def test_forward_queue_hands_a_failed_pass_to_its_callers_and_keeps_serving():
+    import asyncio
+
+    from embedforge.serving.batching import ForwardQueue
+
+    def forward(rows):
+        if len(rows[0]) == 3:
+            raise ValueError("boom")
+        return [0] * len(rows)
+
+    async def scenario():
+        queue = ForwardQueue(forward, max_batch_tokens=3)
+        with pytest.raises(ValueError, match="boom"):
+            await queue.run([TokenRow([1, 2, 3])])
+        return await queue.run([TokenRow([1])])
+
+    assert asyncio.run(scenario()) == [0]

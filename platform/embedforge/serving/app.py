@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def start_local(settings: ServeSettings | dict[str, Any], *, host: str = "127.0.
     return f"http://{host}:{port}"
 
 
-def deploy_config(config: str | Path | dict[str, Any]) -> dict[str, str]:
+def deploy_config(config: str | Path | dict[str, Any], timeout_s: float = 600) -> dict[str, str]:
     """Deploy a Serve config file (the same YAML ``serve run`` / ``serve deploy`` take) and wait.
 
     Returns each application's URL prefix. The HTTP host and port come from the config's
@@ -69,7 +70,14 @@ def deploy_config(config: str | Path | dict[str, Any]) -> dict[str, str]:
     except Exception as error:  # pydantic's ValidationError, from Ray's own pydantic models
         raise ConfigError(f"{source}: not a valid Serve config: {error}") from None
     client = serve_private_api.serve_start(http_options=schema.http_options.model_dump())
-    client.deploy_apps(schema, _blocking=True)
+    client.deploy_apps(schema, _blocking=False)
+    names = [app.name for app in schema.applications]
+    deadline = time.monotonic() + timeout_s
+    while not all(serve.status().applications.get(name) is not None and serve.status().applications[name].status == "RUNNING" for name in names):
+        statuses = {name: getattr(serve.status().applications.get(name), "status", "NOT_STARTED") for name in names}
+        if any(status == "DEPLOY_FAILED" for status in statuses.values()) or time.monotonic() > deadline:
+            raise RuntimeError(f"{source}: applications did not reach RUNNING: {statuses}")
+        time.sleep(1)
     host, port = schema.http_options.host, schema.http_options.port
     return {app.name: f"http://{host}:{port}{(app.route_prefix or '').rstrip('/')}" for app in schema.applications}
 

@@ -9,6 +9,8 @@ share as little padding as possible.
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -82,3 +84,49 @@ def length_groups(rows: Sequence[TokenRow], ratio: float = 0.5) -> list[list[int
         else:
             groups.append([index])
     return groups
+
+
+class ForwardQueue:
+    """Runs forward passes one at a time on one thread, merging the batches that wait meanwhile.
+
+    ``@serve.batch`` forms the next batch as soon as the previous one is handed off, so while
+    a forward pass runs, later rows would sit in many tiny batches. Here every batch that
+    arrives while the model is busy joins the next pass, up to ``max_batch_tokens`` padded
+    tokens (:func:`batch_cost`), so passes grow with the load.
+    """
+
+    def __init__(self, forward, max_batch_tokens: int):
+        self.forward, self.max_batch_tokens = forward, max_batch_tokens
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="forward")
+        self.waiting: list = []
+        self.busy = False
+
+    async def run(self, rows: list[TokenRow]) -> list:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.waiting.append((rows, future))
+        if not self.busy:
+            self.busy = True
+            loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.waiting:
+                taken = [self.waiting.pop(0)]
+                while self.waiting and batch_cost([row for rows, _ in taken + self.waiting[:1] for row in rows]) <= self.max_batch_tokens:
+                    taken.append(self.waiting.pop(0))
+                rows = [row for batch, _ in taken for row in batch]
+                try:
+                    outputs = await loop.run_in_executor(self.pool, self.forward, rows)
+                except Exception as error:  # noqa: BLE001 - handed to every caller of this pass
+                    for _, future in taken:
+                        future.set_exception(error)
+                    continue
+                start = 0
+                for batch, future in taken:
+                    future.set_result(outputs[start : start + len(batch)])
+                    start += len(batch)
+        finally:
+            self.busy = False

@@ -4,8 +4,10 @@ Each request is tokenized in the request path, on a tokenizer thread (one: a fas
 is not safe to call from two threads at once), so tokenizing the next requests overlaps the
 forward pass of the current batch instead of queueing behind it. Tokenized rows then go one by one through ``@serve.batch``, whose ``batch_size_fn``
 (:func:`~embedforge.serving.batching.batch_cost`) caps the padded tokens of a batch and,
-through each row's ``slot``, its row count. The forward pass runs on its own thread, so
-the replica's event loop keeps accepting and tokenizing requests meanwhile.
+through each row's ``slot``, its row count. The forward pass runs on its own thread
+(:class:`~embedforge.serving.batching.ForwardQueue`), so the replica's event loop keeps
+accepting and tokenizing requests meanwhile, and batches that wait for the model are
+merged into its next pass within the same token budget.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 from ray import serve
 
-from embedforge.serving.batching import TokenRow, batch_cost, length_groups, pad_rows, unpad
+from embedforge.serving.batching import ForwardQueue, TokenRow, batch_cost, length_groups, pad_rows, unpad
 from embedforge.serving.settings import BatchSettings
 
 # @serve.batch reads its limits at decoration time; each replica resets them from its
@@ -77,7 +79,7 @@ class EmbedderDeployment:
         self.over_length = over_length
         self.slot = configure_batching(self.embed_rows, settings, self.max_length)
         self.tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
-        self.forward_pool = ThreadPoolExecutor(1, thread_name_prefix="forward")
+        self.forward_queue = ForwardQueue(self._forward, settings.max_batch_tokens)
         self.stats: Counter = Counter()
         self._forward([TokenRow(self.tokenizer("warm up")["input_ids"])])
         self.stats.clear()
@@ -118,7 +120,7 @@ class EmbedderDeployment:
 
     @serve.batch(max_batch_size=_DEFAULT_BUDGET, batch_wait_timeout_s=0.005, batch_size_fn=batch_cost)
     async def embed_rows(self, rows: list[TokenRow]) -> list[np.ndarray]:
-        return await asyncio.get_running_loop().run_in_executor(self.forward_pool, self._forward, rows)
+        return await self.forward_queue.run(rows)
 
     @torch.inference_mode()
     def _forward(self, rows: list[TokenRow]) -> list[np.ndarray]:
@@ -155,7 +157,7 @@ class RerankerDeployment:
         self.padding_side = "left" if self.reranker.settings.prompt_format == "qwen3" else self.tokenizer.padding_side
         self.slot = configure_batching(self.score_rows, settings, self.max_length)
         self.tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
-        self.forward_pool = ThreadPoolExecutor(1, thread_name_prefix="forward")
+        self.forward_queue = ForwardQueue(self._forward, settings.max_batch_tokens)
         self._forward(self._tokenize("warm up", ["warm up"], None))
 
     def info(self) -> dict:
@@ -175,7 +177,7 @@ class RerankerDeployment:
 
     @serve.batch(max_batch_size=_DEFAULT_BUDGET, batch_wait_timeout_s=0.005, batch_size_fn=batch_cost)
     async def score_rows(self, rows: list[TokenRow]) -> list[float]:
-        return await asyncio.get_running_loop().run_in_executor(self.forward_pool, self._forward, rows)
+        return await self.forward_queue.run(rows)
 
     @torch.inference_mode()
     def _forward(self, rows: list[TokenRow]) -> list[float]:

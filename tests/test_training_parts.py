@@ -192,3 +192,32 @@ def test_train_command_runs_the_merge_stage(tmp_path, tiny_embedder_dir):
     bad = tmp_path / "bad.yaml"
     bad.write_text("stage: 2\nmodel: {kind: embedder}\n")
     assert main(["train", "--config", str(bad)]) == 2
+
+
+def test_lora_training_module_exports_merged_weights(tmp_path, tiny_embedder_dir):
+    """Only LoRA adapters train; the exported folder has them merged and loads as a plain model."""
+    from embedforge.models.embedder import Embedder
+    from embedforge.training.modules import build_trainable, export_model
+
+    config = parse_stage_config(
+        base_config(
+            model={"kind": "embedder", "base": str(tiny_embedder_dir)},
+            strategy={"gradient_checkpointing": True, "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}},
+        )
+    )
+    module = build_trainable(config, tiny_embedder_dir)
+    trainable = {name for name, p in module.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in name for name in trainable)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "lora_B" in name:
+                p.fill_(0.05)
+    folder = export_model(config, tiny_embedder_dir, module.state_dict(), tmp_path / "exported")
+    exported = Embedder.load(folder, device="cpu")
+    assert not any("lora" in name for name in exported.state_dict())
+    module.eval()
+    batch = exported.tokenize(["hello world"])
+    with torch.no_grad():
+        expected = module(batch["input_ids"], batch["attention_mask"])
+    np.testing.assert_allclose(exported.encode(["hello world"]), expected.numpy(), atol=1e-5)
+    assert not np.allclose(exported.encode(["hello world"]), Embedder.load(tiny_embedder_dir, device="cpu").encode(["hello world"]), atol=1e-4)

@@ -102,8 +102,7 @@ def from_training(config):
 
 def test_killed_worker_resumes_and_resubmission_continues(local_ray, tiny_embedder_dir, toy_pairs, tmp_path):
     """SIGKILL a training worker after step 8 is checkpointed; the run restarts from it and ends at step 24."""
-    import ray
-    from ray.util.state import list_actors
+    from ray._private.state import actors  # the public state API needs the dashboard, which local_ray turns off
 
     config = tiny_config(tiny_embedder_dir, toy_pairs, tmp_path, "killed", steps=24)
     metrics_file = tmp_path / "killed" / "metrics.jsonl"
@@ -114,9 +113,11 @@ def test_killed_worker_resumes_and_resubmission_continues(local_ray, tiny_embedd
         while time.time() < deadline and not killed:
             lines = metrics_file.read_text().splitlines() if metrics_file.exists() else []
             if any(json.loads(line)["step"] >= 10 for line in lines):
-                workers = [a for a in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])]
+                workers = [
+                    info for info in actors().values() if info["ActorClassName"].endswith("RayTrainWorker") and info["State"] == "ALIVE"
+                ]
                 if workers:
-                    pid = workers[-1]["pid"]
+                    pid = workers[-1]["Pid"]
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
             time.sleep(0.05)

@@ -171,3 +171,53 @@ def test_grad_cache_matches_the_plain_step_for_loss_and_every_gradient(tiny_embe
     for name, grad in plain_grads.items():
         scale = float(grad.abs().max())
         torch.testing.assert_close(cached_grads[name], grad, rtol=1e-4, atol=1e-5 * scale, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_train_command_runs_the_merge_stage(tmp_path, tiny_embedder_dir):
+    """``embedforge train`` with ``stage: 3`` slerps two checkpoints into a loadable model."""
+    import yaml
+
+    from embedforge.cli import build_parser, main
+    from embedforge.models.embedder import Embedder
+    from embedforge.models.qwen3 import build_embedder
+
+    assert "train" in build_parser().format_help()
+    other = build_embedder("tiny", max_length=64, seed=1).save(tmp_path / "other")
+    config = tmp_path / "merge.yaml"
+    config.write_text(yaml.safe_dump({"stage": 3, "checkpoints": [str(tiny_embedder_dir), str(other)], "output": str(tmp_path / "merged")}))
+    assert main(["train", "--config", str(config)]) == 0
+    merged = Embedder.load(tmp_path / "merged", device="cpu").encode(["hello"])
+    a, b = (Embedder.load(folder, device="cpu").encode(["hello"]) for folder in (tiny_embedder_dir, other))
+    assert merged.shape == (1, 64) and not np.allclose(merged, a) and not np.allclose(merged, b)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage: 2\nmodel: {kind: embedder}\n")
+    assert main(["train", "--config", str(bad)]) == 2
+
+
+def test_lora_training_module_exports_merged_weights(tmp_path, tiny_embedder_dir):
+    """Only LoRA adapters train; the exported folder has them merged and loads as a plain model."""
+    from embedforge.models.embedder import Embedder
+    from embedforge.training.modules import build_trainable, export_model
+
+    config = parse_stage_config(
+        base_config(
+            model={"kind": "embedder", "base": str(tiny_embedder_dir)},
+            strategy={"gradient_checkpointing": True, "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}},
+        )
+    )
+    module = build_trainable(config, tiny_embedder_dir)
+    trainable = {name for name, p in module.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in name for name in trainable)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "lora_B" in name:
+                p.fill_(0.05)
+    folder = export_model(config, tiny_embedder_dir, module.state_dict(), tmp_path / "exported")
+    exported = Embedder.load(folder, device="cpu")
+    assert not any("lora" in name for name in exported.state_dict())
+    module.eval()
+    batch = exported.tokenize(["hello world"])
+    with torch.no_grad():
+        expected = module(batch["input_ids"], batch["attention_mask"])
+    np.testing.assert_allclose(exported.encode(["hello world"]), expected.numpy(), atol=1e-5)
+    assert not np.allclose(exported.encode(["hello world"]), Embedder.load(tiny_embedder_dir, device="cpu").encode(["hello world"]), atol=1e-4)

@@ -71,7 +71,9 @@ def test_embedder_overfits_and_exports(local_ray, tiny_embedder_dir, toy_pairs, 
 
     from embedforge.models.embedder import Embedder
 
-    config = tiny_config(tiny_embedder_dir, toy_pairs, tmp_path, f"tiny-{strategy.get('zero_stage', 'ddp')}", strategy=strategy, run={"merge_steps": [6]})
+    config = tiny_config(
+        tiny_embedder_dir, toy_pairs, tmp_path, f"tiny-{strategy.get('zero_stage', 'ddp')}", strategy=strategy, run={"merge_steps": [6], "checkpoint_every": 2}
+    )
     result = from_training(config)
     first, last = first_and_last_loss(result)
     assert [m["step"] for m in result.metrics] == [2, 4, 6, 8, 10, 12]
@@ -79,7 +81,9 @@ def test_embedder_overfits_and_exports(local_ray, tiny_embedder_dir, toy_pairs, 
     assert all(m["samples_per_s"] > 0 and m["tokens_per_s"] > m["samples_per_s"] for m in result.metrics)
     assert result.loss_curve.is_file() and result.loss_curve.stat().st_size > 1000
     assert sorted(result.merge_candidates) == [6]
-    assert len(list(result.run_dir.glob("checkpoint_*"))) <= 2  # keep_checkpoints
+    # 6 checkpoints were reported; Ray keeps the newest 2 and evicts asynchronously, so the
+    # one reported last may not have triggered its eviction yet when fit() returns.
+    assert len(list(result.run_dir.glob("checkpoint_*"))) <= 3
 
     trained = Embedder.load(result.final_model, device="cpu")
     texts = ["what about tiger?", "tiger facts and tiger details"]
@@ -98,8 +102,7 @@ def from_training(config):
 
 def test_killed_worker_resumes_and_resubmission_continues(local_ray, tiny_embedder_dir, toy_pairs, tmp_path):
     """SIGKILL a training worker after step 8 is checkpointed; the run restarts from it and ends at step 24."""
-    import ray
-    from ray.util.state import list_actors
+    from ray._private.state import actors  # the public state API needs the dashboard, which local_ray turns off
 
     config = tiny_config(tiny_embedder_dir, toy_pairs, tmp_path, "killed", steps=24)
     metrics_file = tmp_path / "killed" / "metrics.jsonl"
@@ -110,9 +113,11 @@ def test_killed_worker_resumes_and_resubmission_continues(local_ray, tiny_embedd
         while time.time() < deadline and not killed:
             lines = metrics_file.read_text().splitlines() if metrics_file.exists() else []
             if any(json.loads(line)["step"] >= 10 for line in lines):
-                workers = [a for a in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])]
+                workers = [
+                    info for info in actors().values() if info["ActorClassName"].endswith("RayTrainWorker") and info["State"] == "ALIVE"
+                ]
                 if workers:
-                    pid = workers[-1]["pid"]
+                    pid = workers[-1]["Pid"]
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
             time.sleep(0.05)

@@ -24,6 +24,7 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 STEPS, BATCH, MAX_LENGTH, LOG_EVERY = 16, 16, 64, 4
 
 
+
 def main() -> None:
     import ray
 
@@ -35,7 +36,7 @@ def main() -> None:
     from embedforge.training.config import TrainConfig
     from embedforge.training.labelled import labelled_pairs
     from embedforge.training.pairs import write_pair_rows
-    from tests.benchmarks.bench_training_quality import sentence_transformers_mnrl
+    from tests.benchmarks.bench_training_quality import sentence_transformers_mnrl, start_ray
     from tests.benchmarks.report import markdown_table, write_section
     from embedforge.models.registry import resolve_model
 
@@ -54,13 +55,14 @@ def main() -> None:
             "data": {"datasets": [{"name": "scifact", "path": data}], "num_negatives": 1},
             "loss": {"use_query_query": False, "use_doc_doc": False},
             "optim": {"steps": STEPS, "batch_size": BATCH, "lr": 2e-5},
-            "scaling": {"num_workers": 1},
+            # Ray sets OMP_NUM_THREADS to the worker's CPUs: give it both cores, as the in-process trainer has.
+            "scaling": {"num_workers": 1, "cpus_per_worker": 2},
             "run": {"name": "throughput", "storage_path": work / "runs", "checkpoint_every": STEPS, "log_every": LOG_EVERY},
         },
         TrainConfig,
         "bench",
     )
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_ray()
     result = run_training(cfg)
     ray.shutdown()
     steady = result.metrics[1:]

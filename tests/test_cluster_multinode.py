@@ -39,8 +39,18 @@ runs = ray.get([evaluate.remote(task) for task in ("cranfield", "stsb-dev")])
 print("EMBEDFORGE_JOB_RESULT " + json.dumps({"nodes": sorted({node for node, _ in runs}), "scores": [score for _, score in runs]}))
 """
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PIPELINE_RUN_DIR = Path(tempfile.gettempdir()) / "embedforge-multinode-pipeline"
+PIPELINE_JOB = (
+    "import sys, yaml; from embedforge.config import parse_config; from embedforge.pipeline.config import PipelineConfig; "
+    "from embedforge.pipeline.run import run_pipeline; "
+    f"data = yaml.safe_load(open({str(REPO_ROOT / 'jobs/configs/pipeline_tiny.yaml')!r})); data['run_dir'] = {str(PIPELINE_RUN_DIR)!r}; "
+    "run_pipeline(parse_config(data, PipelineConfig, 'pipeline_tiny.yaml'))"
+)
+
 ENTRYPOINTS = {
     "spread-evaluation": ["python", "-c", SPREAD_EVALUATION_JOB],
+    "pipeline-tiny": ["python", "-c", PIPELINE_JOB],
 }
 
 
@@ -126,12 +136,8 @@ def test_job_submitted_to_three_node_cluster_succeeds(three_node_cluster, entryp
     from ray.job_submission import JobStatus
 
     client = job_client(three_node_cluster)
-    job_id = submit(client, shlex.join(entrypoint))
-    deadline = time.monotonic() + 480
-    while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
-        assert time.monotonic() < deadline, f"job {job_id} still {status}"
-        time.sleep(2)
-    logs = client.get_job_logs(job_id)
+    shutil.rmtree(PIPELINE_RUN_DIR, ignore_errors=True)
+    status, logs = run_job(client, shlex.join(entrypoint))
     assert status == JobStatus.SUCCEEDED, logs[-3000:]
     if entrypoint is ENTRYPOINTS["spread-evaluation"]:
         (line,) = [line for line in logs.splitlines() if line.startswith("EMBEDFORGE_JOB_RESULT ")]
@@ -139,6 +145,26 @@ def test_job_submitted_to_three_node_cluster_succeeds(three_node_cluster, entryp
         worker_ids = {node.node_id for node in three_node_cluster.worker_nodes}
         assert len(result["nodes"]) == 2 and set(result["nodes"]) == worker_ids  # one evaluation on each worker
         assert all(-1.0 <= score <= 1.0 for score in result["scores"])
+    if entrypoint is ENTRYPOINTS["pipeline-tiny"]:
+        report = (PIPELINE_RUN_DIR / "report.md").read_text()
+        assert "| scifact-dev |" in report and "merged+reranker" in report
+        assert "**stage2**: trained" in report and "**stage1**: not trained: no training rows" in report
+        status, logs = run_job(client, shlex.join(entrypoint))  # a re-submitted run resumes: nothing is redone
+        assert status == JobStatus.SUCCEEDED, logs[-3000:]
+        for stage in ("synthesize", "filter", "mine_labelled", "stage1", "stage2", "merge", "reranker", "evaluate"):
+            assert f"[{stage}] complete in" in logs, f"{stage} ran again on resubmission"
+
+
+def run_job(client, entrypoint: str, timeout: float = 480):
+    """Submit a job and wait for it to end; returns its final status and logs."""
+    from ray.job_submission import JobStatus
+
+    job_id = submit(client, entrypoint)
+    deadline = time.monotonic() + timeout
+    while (status := client.get_job_status(job_id)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.monotonic() < deadline, f"job {job_id} still {status}"
+        time.sleep(2)
+    return status, client.get_job_logs(job_id)
 
 
 def remove_tree(path: str) -> None:

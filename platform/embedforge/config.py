@@ -54,6 +54,11 @@ def parse_config(data: dict[str, Any], config_cls: type[ConfigT], source: str = 
 
 def load_config(path: str | Path, config_cls: type[ConfigT]) -> ConfigT:
     """Read a YAML file into ``config_cls``; errors name the file and the line or field."""
+    return parse_config(read_yaml_mapping(path), config_cls, source=str(path))
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file; a missing file or bad YAML names the file and line."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -65,4 +70,4 @@ def load_config(path: str | Path, config_cls: type[ConfigT]) -> ConfigT:
         raise ConfigError(f"{where}: invalid YAML: {getattr(error, 'problem', error)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
-    return parse_config(data, config_cls, source=str(path))
+    return data

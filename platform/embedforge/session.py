@@ -13,13 +13,18 @@ import os
 HEALTH_CHECK_INTERVAL_S = "0.1"
 
 
-def ensure_ray(num_cpus: int | None = None) -> None:
-    """Start a local Ray (or join ``RAY_ADDRESS``) unless this process already did."""
+def ensure_ray(num_cpus: int | None = None, address: str | None = None) -> None:
+    """Join ``address`` (or ``$RAY_ADDRESS``), else start a local Ray; once per process.
+
+    ``num_cpus`` sizes a local Ray only; over-provisioning small machines (4 logical CPUs on
+    2 cores) lets fractional actors, training workers and Ray Data reads run side by side.
+    """
     import ray
 
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
     env_vars = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]}
-    local = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": num_cpus, "include_dashboard": False}
-    ray.init(runtime_env={"env_vars": env_vars}, configure_logging=False, **local)
+    address = address or os.environ.get("RAY_ADDRESS")
+    where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
+    ray.init(runtime_env={"env_vars": env_vars}, configure_logging=False, **where)

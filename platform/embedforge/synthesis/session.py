@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from embedforge.config import ConfigModel
 
 
@@ -31,12 +29,6 @@ def from_rows(rows: list[dict], config: RayConfig):
 
 def ensure_ray(config: RayConfig) -> None:
     """Connect once per process; a test or a caller that already initialised Ray is respected."""
-    import ray
+    from embedforge import session
 
-    if ray.is_initialized():
-        return
-    address = config.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=False)
+    session.ensure_ray(config.num_cpus, config.address)

@@ -11,10 +11,9 @@ import copy
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, model_validator
 
-from embedforge.config import ConfigError, ConfigModel, DataPath, parse_config
+from embedforge.config import ConfigError, ConfigModel, DataPath, parse_config, read_yaml_mapping
 
 
 class DatasetSpec(ConfigModel):
@@ -222,15 +221,4 @@ def parse_stage_config(data: dict[str, Any], source: str = "<config>") -> TrainC
 
 def load_stage_config(path: str | Path) -> TrainConfig | MergeConfig:
     """Read a YAML stage config; errors name the file and the field or line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {getattr(error, 'problem', error)}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    return parse_stage_config(data, str(path))
+    return parse_stage_config(read_yaml_mapping(path), str(path))

@@ -10,18 +10,17 @@ checkpoint.
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embedforge.session import ensure_ray
 from embedforge.training.config import TrainConfig
 from embedforge.training.pairs import read_pair_rows
 
 # Ray Train 2.60's controller collects a worker's report on its health-check poll, so each
 # report() waits up to one interval (2 s by default). Steps here take well under a second
 # on tiny models and a few seconds on GPUs, so a 0.2 s poll keeps reporting overhead small.
-HEALTH_CHECK_INTERVAL_S = "0.2"
 
 
 @dataclass
@@ -32,17 +31,6 @@ class TrainingResult:
     metrics: list[dict]
     skipped_rows: dict[str, dict[str, int]] = field(default_factory=dict)
     loss_curve: Path | None = None
-
-
-def ensure_ray() -> None:
-    """Start a local Ray (or join ``RAY_ADDRESS``) unless the caller already did."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
-    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]}
-    ray.init(runtime_env={"env_vars": env}, configure_logging=False)
 
 
 def build_datasets(cfg: TrainConfig, base_dir: Path) -> tuple[dict, dict[str, int], dict[str, dict[str, int]]]:

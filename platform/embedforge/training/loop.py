@@ -62,7 +62,7 @@ def train_func(config: dict[str, Any]) -> None:
     cfg = TrainConfig.model_validate(config["train"])
     base_dir, run_dir = config["base_dir"], Path(config["run_dir"])
     context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
+    rank = context.get_world_rank()
     torch.manual_seed(cfg.optim.seed)
 
     module = build_trainable(cfg, base_dir)

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
-from transformers import AutoModel
 
 from embedforge.models.embedder import Embedder, check_dimensions, truncate_embeddings
 from embedforge.models.pooling import cls_pool, last_token_pool, mean_pool

@@ -51,3 +51,21 @@ def test_crashed_stage_leaves_no_marker_and_runs_again(tmp_path):
     assert not list(tmp_path.glob(f"train-*/{COMPLETE_MARKER}"))
     result = run_stage("train", tmp_path, {}, lambda folder: {"output": "ok"}, log=lambda _: None)
     assert not result.skipped and result.summary == {"output": "ok"}
+
+
+def test_run_report_compares_models_and_shows_the_reranker_as_its_own_row(tmp_path):
+    from embedforge.pipeline.report import write_report
+
+    results = {
+        "base": {"scifact-dev": {"main_score": 0.61}},
+        "merged": {"scifact-dev": {"main_score": 0.66}, "scifact-dev+reranker": {"main_score": 0.7}},
+    }
+    summaries = {
+        "stage1": {"trained": False, "reason": "no training rows", "rows": {"synthetic": 0}, "output": "/m/base"},
+        "evaluate": {"results": results, "models": {"base": "/m/base", "merged": "/m/merged"}, "reranker": "/m/rr"},
+    }
+    report = write_report(summaries, tmp_path).read_text()
+    assert "| task | metric | base | merged | merged+reranker |" in report
+    assert "| scifact-dev | main_score | 0.6100 | 0.6600 | 0.7000 |" in report
+    assert "**stage1**: not trained: no training rows" in report
+    assert (tmp_path / "comparison.png").stat().st_size > 1000

@@ -18,7 +18,7 @@ from embedforge.training.batches import (
     text_id,
     trim_padding,
 )
-from embedforge.training.config import TrainConfig, deepspeed_config, load_stage_config, parse_stage_config
+from embedforge.training.config import deepspeed_config, load_stage_config, parse_stage_config
 from embedforge.training.pairs import read_pair_rows, write_pair_rows
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import sys
 import time
 from pathlib import Path

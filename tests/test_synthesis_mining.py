@@ -38,17 +38,17 @@ def test_flat_and_ivf_indexes_agree_on_clear_neighbours():
 
 @pytest.fixture(scope="module")
 def scifact_subset(shared_data, tmp_path_factory):
-    """The first 40 queries of the fixed SciFact train split, their documents and 150 others."""
+    """The first 25 queries of the fixed SciFact train split, their documents and 80 others."""
     from embedforge.data.beir import load_qrels
     from embedforge.data.splits import split_ids
 
     folder = tmp_path_factory.mktemp("scifact-subset")
     qrels = load_qrels(shared_data / "retrieval/scifact/qrels/train.tsv")
     train, _ = split_ids(sorted(qrels))
-    queries = sorted(train)[:40]
+    queries = sorted(train)[:25]
     positives = {doc for q in queries for doc in qrels[q]}
     lines = (shared_data / "retrieval/scifact/corpus.jsonl").read_text().splitlines()
-    others = [line for line in lines if json.loads(line)["_id"] not in positives][:150]
+    others = [line for line in lines if json.loads(line)["_id"] not in positives][:80]
     chosen = [line for line in lines if json.loads(line)["_id"] in positives] + others
     (folder / "corpus.jsonl").write_text("\n".join(chosen) + "\n")
     rows = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{doc}\t{rel}" for q in queries for doc, rel in qrels[q].items()]

@@ -25,12 +25,12 @@ from embedforge.synthesis.shards import PAIR_SCHEMA, REJECT_SCHEMA
 REPO = Path(__file__).resolve().parents[1]
 
 
-def synth_config(output_dir: Path, *, max_docs: int, shard_size: int, batch_size: int = 8) -> dict:
+def synth_config(output_dir: Path, *, max_docs: int, shard_size: int, batch_size: int = 8, max_attempts: int = 2) -> dict:
     return {
         "output_dir": str(output_dir),
         "corpus": {"paths": ["${EMBEDFORGE_DATA}/retrieval/scifact/corpus.jsonl"], "max_docs": max_docs, "chunk_tokens": 512},
         "plan": {"tasks": {"retrieval": 0.5, "bitext": 0.2, "classification": 0.15, "sts": 0.15}, "query_languages": {"English": 0.5, "German": 0.5}},
-        "generator": {"engine": "hf", "model": "tiny-qwen3-random", "max_new_tokens": 12, "hf": {"num_cpus": 0.5, "batch_size": batch_size, "max_attempts": 2}},
+        "generator": {"engine": "hf", "model": "tiny-qwen3-random", "max_new_tokens": 8, "hf": {"num_cpus": 0.5, "batch_size": batch_size, "max_attempts": max_attempts}},
         "teacher": {"model": "all-MiniLM-L6-v2", "num_cpus": 0.5, "batch_size": batch_size},
         "shard_size": shard_size,
         "ray": {"rows_per_block": batch_size},
@@ -114,7 +114,7 @@ def test_filter_on_labelled_scifact_pairs(local_ray, shared_data, tmp_path):
 def test_killed_synthesis_resumes_without_duplicates_or_gaps(local_ray, tmp_path, capsys):
     """Kill ``jobs/synthesize.py`` (and its private Ray) mid-run, then re-run through the CLI."""
     output = tmp_path / "synthesized"
-    config = write_yaml(tmp_path / "s.yaml", synth_config(output, max_docs=5, shard_size=1, batch_size=1))
+    config = write_yaml(tmp_path / "s.yaml", synth_config(output, max_docs=4, shard_size=1, batch_size=1, max_attempts=1))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "platform"), os.environ.get("PYTHONPATH", "")]))
     command = [sys.executable, str(REPO / "jobs" / "synthesize.py"), "--config", str(config)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -129,7 +129,10 @@ def serve(section: "ServeSection", *, embedder: str, reranker: str | None, log: 
 
     url = start_local(ServeSettings(embedder=embedder, reranker=reranker), host=section.host, port=section.port)
     try:
-        embedding = httpx.post(f"{url}/v1/embeddings", json={"input": [section.sample_query]}, timeout=120).raise_for_status().json()
+        models = httpx.get(f"{url}/v1/models", timeout=60).raise_for_status().json()["data"]
+        embedder_name = next(card["id"] for card in models if card["kind"] == "embedder")
+        request = {"model": embedder_name, "input": [section.sample_query], "input_type": "query"}
+        embedding = httpx.post(f"{url}/v1/embeddings", json=request, timeout=120).raise_for_status().json()
         sample = {"embedding_dimensions": len(embedding["data"][0]["embedding"]), "usage": embedding["usage"]}
         if reranker:
             documents = ["MicroRNAs regulate gene expression and act as oncogenes or tumour suppressors.", "The Eiffel Tower is in Paris."]

@@ -27,7 +27,7 @@ quickstart: setup
 	$(VENV)/bin/embedforge run jobs/configs/quickstart.yaml
 
 test: setup
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --durations=25
 
 # Each script rewrites its own section of docs/benchmarks.md.
 bench: setup

@@ -149,10 +149,29 @@ def test_job_submitted_to_three_node_cluster_succeeds(three_node_cluster, entryp
         report = (PIPELINE_RUN_DIR / "report.md").read_text()
         assert "| scifact-dev |" in report and "merged+reranker" in report
         assert "**stage2**: trained" in report and "**stage1**: not trained: no training rows" in report
+        assert_report_matches_a_separate_evaluate(PIPELINE_RUN_DIR)
         status, logs = run_job(client, shlex.join(entrypoint))  # a re-submitted run resumes: nothing is redone
         assert status == JobStatus.SUCCEEDED, logs[-3000:]
         for stage in ("synthesize", "filter", "mine_labelled", "stage1", "stage2", "merge", "reranker", "evaluate"):
             assert f"[{stage}] complete in" in logs, f"{stage} ran again on resubmission"
+
+
+def assert_report_matches_a_separate_evaluate(run_dir: Path) -> None:
+    """``embedforge evaluate`` on the merged model and reranker gives the pipeline's numbers."""
+    import subprocess
+
+    (evaluate_dir,) = run_dir.glob("evaluate-*")
+    pipeline_results = json.loads((evaluate_dir / "results.json").read_text())["merged"]
+    stage_summary = json.loads((evaluate_dir / "_COMPLETE.json").read_text())["summary"]
+    output = run_dir / "separate-evaluate"
+    command = [sys.executable, "-m", "embedforge.cli", "evaluate", "--model", stage_summary["models"]["merged"],
+               "--reranker", stage_summary["reranker"], "--tasks", "scifact-dev", "--max-queries", "10",
+               "--max-corpus-docs", "40", "--rerank-top-k", "5", "--output", str(output)]  # pipeline_tiny.yaml's evaluation
+    subprocess.run(command, check=True, cwd=REPO_ROOT, timeout=600)
+    separate = json.loads((output / "results.json").read_text())
+    assert set(separate) == set(pipeline_results)
+    for task, metrics in separate.items():
+        assert abs(metrics["main_score"] - pipeline_results[task]["main_score"]) < 1e-6, task
 
 
 def run_job(client, entrypoint: str, timeout: float = 480):

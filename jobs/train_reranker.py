@@ -1,6 +1,6 @@
 """Train the yes/no reranker (stage 2) on Ray Train; submit with ``ray job submit``.
 
-Run: ``ray job submit --working-dir . -- python jobs/train_embedder.py --config jobs/configs/reranker_tiny.yaml``
+Run: ``ray job submit --working-dir . -- python jobs/train_reranker.py --config jobs/configs/reranker_tiny.yaml``
 Submitting again with the same ``run.name`` and ``run.storage_path`` continues the run.
 """
 

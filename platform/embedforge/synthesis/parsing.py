@@ -52,18 +52,25 @@ def normalise_choice(value: object) -> str | None:
     return value.strip().lower().replace(" ", "_").replace("-", "_") if isinstance(value, str) else None
 
 
+def json_fields(text: str | None) -> tuple[dict | None, str | None]:
+    """The generation's JSON object with lower-cased keys, or why there is none."""
+    if not text or not text.strip():
+        return None, "no_generation"
+    obj = extract_json_object(text)
+    if obj is None:
+        return None, "malformed_json"
+    return {str(key).strip().lower(): value for key, value in obj.items()}, None
+
+
 def parse_config(text: str | None, personas: Sequence[str]) -> tuple[dict | None, str | None]:
     """``{"character", "question_type", "difficulty"}`` from a configuration-step generation.
 
     Keys are matched case-insensitively (the paper writes ``Character``, ``Question_Type``);
     the character must be one of ``personas`` (an exact or case-insensitive match).
     """
-    if not text or not text.strip():
-        return None, "no_generation"
-    obj = extract_json_object(text)
-    if obj is None:
-        return None, "malformed_json"
-    fields = {str(key).strip().lower(): value for key, value in obj.items()}
+    fields, reason = json_fields(text)
+    if fields is None:
+        return None, reason
     for key in ("character", "question_type", "difficulty"):
         if key not in fields:
             return None, "missing_key"
@@ -121,12 +128,9 @@ def parse_query(
     reject_copies: bool = True,
 ) -> tuple[str | None, str | None]:
     """The query string from a query-step generation, or why it is rejected."""
-    if not text or not text.strip():
-        return None, "no_generation"
-    obj = extract_json_object(text)
-    if obj is None:
-        return None, "malformed_json"
-    fields = {str(key).strip().lower(): value for key, value in obj.items()}
+    fields, reason = json_fields(text)
+    if fields is None:
+        return None, reason
     if "query" not in fields:
         return None, "missing_key"
     query = fields["query"]

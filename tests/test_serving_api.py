@@ -84,6 +84,13 @@ def embedder(minilm_dir):
     return Embedder.load(minilm_dir, device="cpu")
 
 
+def test_the_serving_docs_snippet_runs_against_this_server(server):
+    from docs_snippets import all_snippets, run_snippet
+
+    (snippet,) = [code for name, code in all_snippets().items() if name.startswith("docs/serving.md")]
+    run_snippet(snippet, {"http://127.0.0.1:8000": server, "sk-...": KEY})
+
+
 def test_openai_client_vectors_equal_embedforge_encode(server, reference, embedder):
     import openai
 

@@ -89,7 +89,7 @@ def test_mining_scifact_train_qrels(local_ray, shared_data, scifact_subset, tmp_
             "output_dir": str(tmp_path / "mined"),
             "labelled": {"queries": str(shared_data / "retrieval/scifact/queries.jsonl"), "qrels": str(folder / "train.tsv")},
             "corpus": {"paths": [str(folder / "corpus.jsonl")], "chunk_tokens": 512},
-            "teacher": {"model": "all-MiniLM-L6-v2", "batch_size": 64, "num_cpus": 0.5},
+            "teacher": {"model": "all-MiniLM-L6-v2", "batch_size": 64, "num_cpus": 2.0},
             "index": {"kind": "flat"},
             "top_k": 30,
             "num_negatives": 5,

@@ -110,26 +110,34 @@ def test_judge_tokenisation_groups_positive_first(tiny_reranker_dir):
     assert out["input_ids"][0, 0, -width:].tolist() == expected["input_ids"][0, -width:].tolist()
 
 
+@pytest.mark.parametrize("loss", ["pointwise", "listwise"])
+def test_reranker_step_overfits_four_groups_in_process(tiny_reranker_dir, loss):
+    """The loop's reranker step without Ray: each loss falls on a fixed batch (the Ray run is in test_training_ray)."""
+    from embedforge.training.modules import build_trainable
+    from embedforge.training.steps import build_loss, reranker_loss
+
+    config = parse_stage_config(base_config(model={"kind": "reranker", "base": str(tiny_reranker_dir), "max_length": 128}, loss={"reranker_loss": loss}))
+    module = build_trainable(config, tiny_reranker_dir)
+    judge = module.reranker
+    loss_fn = build_loss(config, judge.yes_id, judge.no_id)
+    rows = toy_rows(4)
+    columns = TokenizeJudgeGroups(str(tiny_reranker_dir), max_length=128)({key: [r[key] for r in rows] for key in ("query", "positive", "negatives", "instruction")})
+    batch = {key: torch.as_tensor(value) for key, value in columns.items()}
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        value = reranker_loss(module, loss_fn, batch, judge.yes_id, judge.no_id)
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        losses.append(value.item())
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
 def test_dataset_schedule_follows_weights_and_seed():
     schedule = dataset_schedule(["a", "b"], [3.0, 1.0], 4000, seed=1)
     assert schedule == dataset_schedule(["a", "b"], [3.0, 1.0], 4000, seed=1)
     assert abs(schedule.count("a") / 4000 - 0.75) < 0.03
-
-
-def test_mined_negatives_exclude_positives_and_respect_the_guard():
-    from embedforge.training.labelled import labelled_pairs, mine_hard_negatives
-    from embedforge.data.beir import Document
-
-    docs = np.eye(4, dtype=np.float32)
-    docs[1] = [0.96, 0.28, 0, 0]  # near-duplicate of the positive: above 0.95 x its score
-    docs[2] = [0.6, 0.8, 0, 0]
-    queries = np.array([[1, 0, 0, 0]], dtype=np.float32)
-    qrels = {"q": {"d0": 1, "d3": 1}}
-    mined = mine_hard_negatives(queries, docs, ["q"], ["d0", "d1", "d2", "d3"], qrels, num_negatives=2)
-    assert mined["q\td0"] == ["d2"]  # d1 guarded out, d3 is a judged positive
-    corpus = {d: Document(d, "", f"text {d}") for d in ["d0", "d1", "d2", "d3"]}
-    rows = labelled_pairs(corpus, {"q": "query"}, qrels, ["q"], negatives=mined)
-    assert [r["positive"] for r in rows] == ["text d0", "text d3"] and rows[0]["negatives"] == ["text d2"]
 
 
 def test_grad_cache_matches_the_plain_step_for_loss_and_every_gradient(tiny_embedder_dir):

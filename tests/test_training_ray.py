@@ -72,7 +72,7 @@ def test_embedder_overfits_and_exports(local_ray, tiny_embedder_dir, toy_pairs, 
     from embedforge.models.embedder import Embedder
 
     config = tiny_config(
-        tiny_embedder_dir, toy_pairs, tmp_path, f"tiny-{strategy.get('zero_stage', 'ddp')}", strategy=strategy, run={"merge_steps": [6], "checkpoint_every": 2}
+        tiny_embedder_dir, toy_pairs, tmp_path, f"tiny-{strategy.get('zero_stage', 'ddp')}", strategy=strategy, run={"merge_steps": [8]}
     )
     result = from_training(config)
     first, last = first_and_last_loss(result)
@@ -80,10 +80,10 @@ def test_embedder_overfits_and_exports(local_ray, tiny_embedder_dir, toy_pairs, 
     assert last < 0.5 * first, result.metrics
     assert all(m["samples_per_s"] > 0 and m["tokens_per_s"] > m["samples_per_s"] for m in result.metrics)
     assert result.loss_curve.is_file() and result.loss_curve.stat().st_size > 1000
-    assert sorted(result.merge_candidates) == [6]
-    # 6 checkpoints were reported; Ray keeps the newest 2 and evicts asynchronously, so the
-    # one reported last may not have triggered its eviction yet when fit() returns.
-    assert len(list(result.run_dir.glob("checkpoint_*"))) <= 3
+    assert sorted(result.merge_candidates) == [8]
+    # checkpoints at steps 4, 8 and 12; Ray keeps the newest 2 and evicts asynchronously, so
+    # the one reported last may not have triggered its eviction yet when fit() returns.
+    assert 2 <= len(list(result.run_dir.glob("checkpoint_*"))) <= 3
 
     trained = Embedder.load(result.final_model, device="cpu")
     texts = ["what about tiger?", "tiger facts and tiger details"]
@@ -185,11 +185,11 @@ def test_cross_worker_gradients_equal_one_process_on_the_whole_batch(local_ray, 
         torch.testing.assert_close(distributed[name], grad, rtol=1e-3, atol=1e-5 * float(grad.abs().max()), msg=lambda m, name=name: f"{name}: {m}")
 
 
-@pytest.mark.parametrize("loss", ["pointwise", "listwise"])
-def test_reranker_trains_and_scores_through_the_cli(local_ray, tiny_reranker_dir, toy_pairs, tmp_path, loss):
+def test_reranker_trains_and_scores_through_the_cli(local_ray, tiny_reranker_dir, toy_pairs, tmp_path):
+    """Listwise here; both losses' steps are checked without Ray in test_training_parts."""
     from embedforge.cli import main
 
-    config = tiny_config(tiny_reranker_dir, toy_pairs, tmp_path, f"rerank-{loss}", kind="reranker", steps=8, loss={"reranker_loss": loss})
+    config = tiny_config(tiny_reranker_dir, toy_pairs, tmp_path, "rerank", kind="reranker", steps=8, loss={"reranker_loss": "listwise"})
     result = from_training(config)
     first, last = first_and_last_loss(result)
     assert last < first, result.metrics

@@ -28,3 +28,18 @@ def ensure_ray(num_cpus: int | None = None, address: str | None = None) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
     ray.init(runtime_env={"env_vars": env_vars}, configure_logging=False, **where)
+
+
+def use_assigned_cpus() -> int:
+    """Set torch's thread count to the whole CPUs Ray assigned to this actor (at least one).
+
+    Fractional actors get one thread, so several can share a core without oversubscribing
+    it; a 2-CPU teacher uses both. Outside a Ray worker the count is one.
+    """
+    import ray
+    import torch
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0) if ray.is_initialized() else 1.0
+    threads = max(1, int(cpus))
+    torch.set_num_threads(threads)
+    return threads

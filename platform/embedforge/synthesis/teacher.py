@@ -23,18 +23,18 @@ class TeacherConfig(ConfigModel):
     """Instruction for the query side (Qwen3-style teachers); ``None`` encodes queries bare."""
     batch_size: int = 32
     num_cpus: float = 0.5
-    """CPUs per teacher actor; fractional so generation and reading can run beside it."""
+    """CPUs per teacher actor; fractional so generation and reading can run beside it. Its
+    whole CPUs become torch threads (``embedforge.session.use_assigned_cpus``)."""
     num_gpus: float = 0.0
     concurrency: int = 1
 
 
 def load_teacher(model: str):
-    import torch
-
     from embedforge.models.embedder import Embedder
     from embedforge.models.registry import resolve_model
+    from embedforge.session import use_assigned_cpus
 
-    torch.set_num_threads(1)
+    use_assigned_cpus()
     return Embedder.load(resolve_model(model))
 
 

@@ -107,6 +107,7 @@ def main() -> None:
     from embedforge.models.registry import resolve_model
     from embedforge.serving.app import start_local, stop_local
 
+    load_before = os.getloadavg()[0]
     model_dir = str(resolve_model("all-MiniLM-L6-v2"))
     texts = load_texts(max(REQUESTS.values()))
     torch.set_num_threads(THREADS)
@@ -179,14 +180,14 @@ def main() -> None:
                     (wall - delta["forward_s"]) / len(batch_texts) * 1000,
                 ]
             )
-            write_report(rows, profile, single)
+            write_report(rows, profile, single, load_before)
             print(f"concurrency {concurrency}: served {rate:.0f}/s, naive {naive_rate:.0f}/s, in-process {baseline:.0f}/s", flush=True)
     finally:
         stop_local()
         ray.shutdown()
 
 
-def write_report(rows: list[list], profile: list[list], single: list[float]) -> None:
+def write_report(rows: list[list], profile: list[list], single: list[float], load_before: float) -> None:
     """Rewrite the section after every concurrency level, so a cut-short run still leaves figures."""
     body = (
         f"all-MiniLM-L6-v2 on CPU, one SciFact claim per request, {THREADS} torch threads everywhere, batch size {BATCH_SIZE}. "
@@ -203,9 +204,13 @@ def write_report(rows: list[list], profile: list[list], single: list[float]) -> 
         )
         + "\n\nThe load generator, the HTTP proxy, the ingress and the replica share the same cores, so on this "
         "machine every millisecond of per-request work outside the forward pass is taken from the model. "
-        f"1-minute load average when this was written: {os.getloadavg()[0]:.0f} on {THREADS} cores "
-        "(other jobs shared the machine, so absolute rates are far below an idle machine's; the ratios are "
-        "against baselines measured minutes apart under similar load)."
+        f"1-minute load average before the run: {load_before:.1f} on {THREADS} cores"
+        + (
+            " (other jobs shared the machine, so absolute rates are far below an idle machine's; the ratios are "
+            "against baselines measured minutes apart under similar load)."
+            if load_before > THREADS
+            else " (an otherwise idle machine)."
+        )
     )
     write_section("serving", "Serving (Ray Serve, MiniLM)", "python tests/benchmarks/bench_serving.py", body)
 

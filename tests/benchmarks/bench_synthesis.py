@@ -141,17 +141,16 @@ query step does no work: these rows/s measure the pipeline and one generation pe
 
 {synth_table}
 
-Corpus embedding + mining (MiniLM teacher, exact index, 7 negatives per pair) on a SciFact
+Corpus embedding + mining (one 2-CPU MiniLM teacher actor, as many threads as the plain loop; exact index, 7 negatives per pair) on a SciFact
 subset ({baseline["docs"]} passages, the first 120 train judgements). Both sides include reading and
 chunking the corpus and encoding the queries; `run_mining` also scores every positive and
 writes shards, the plain loop does not.
 
 {mine_table}
 
-{load_line} Other jobs shared the cores, so compare ratios within this
-run only. On 2 cores the Ray pipeline pays process and actor start-up with no extra
-hardware to win it back; whether it scales with more teacher actors, nodes or GPUs was
-not measured here."""
+{load_line} Compare ratios within this run only. On 2 cores the Ray pipeline pays process
+and actor start-up with no extra hardware to win it back; whether it scales with more
+teacher actors, nodes or GPUs was not measured here."""
     write_section("synthesis", "Synthesis and hard-negative mining", "python tests/benchmarks/bench_synthesis.py", body)
     print(body)
 

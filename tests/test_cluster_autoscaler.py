@@ -14,7 +14,6 @@ Everything runs under a private temp dir (``--temp-dir`` and ``RAY_TMPDIR``), so
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from test_cluster_multinode import remove_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FAKE_CONFIG = REPO_ROOT / "cluster" / "fake-autoscaler.yaml"
@@ -144,12 +145,3 @@ def test_fake_cluster_scales_workers_up_for_a_job_and_down_when_idle(fake_cluste
     assert node_ids <= {node["NodeID"] for node in alive_workers(ray)} | node_ids  # ran on worker nodes
     assert not any(node["Resources"].get("node:__internal_head__") for node in ray.nodes() if node["NodeID"] in node_ids)
     wait_for(lambda: alive_workers(ray) == [], 180, "idle worker nodes to be removed", interval=2.0)
-
-
-def remove_tree(path: str) -> None:
-    """Delete a private Ray temp dir; retried because exiting processes may still write logs."""
-    for _ in range(5):
-        shutil.rmtree(path, ignore_errors=True)
-        if not os.path.exists(path):
-            return
-        time.sleep(1)

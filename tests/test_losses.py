@@ -32,6 +32,7 @@ def reference_infonce(
     use_query_doc=True,
     positive_ids=None,
     negative_ids=None,
+    query_ids=None,
     exclude=frozenset(),
 ):
     """RECIPE.md's L and Z_i with explicit loops over i, j, k.
@@ -57,7 +58,7 @@ def reference_infonce(
                 if keep("hn", k, s, same):
                     z = z + torch.exp(s / tau)
         for j in range(len(q)):
-            if j == i:
+            if j == i or (query_ids is not None and query_ids[j] == query_ids[i]):
                 continue
             same = positive_ids is not None and positive_ids[j] == positive_ids[i]
             if use_query_query and keep("qq", j, q[i] @ q[j]):
@@ -173,6 +174,23 @@ def test_identical_text_ids_mask_documents():
         negative_ids=negative_ids.tolist(),
     )
     torch.testing.assert_close(with_margin, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_rows_of_one_query_are_not_each_others_negatives():
+    query, positive, negatives = make_batch(n=5, k=2, seed=11)
+    query = torch.cat([query[:3], query[1:2], query[4:]]).detach().requires_grad_()  # rows 1 and 3: one claim, two judged abstracts
+    query_ids = torch.tensor([7, 8, 9, 8, 10])
+    dropped = {(term, i, j) for term in ("qq", "dd", "qd") for i, j in ((1, 3), (3, 1))}
+
+    loss = ImprovedInfoNCE(margin=math.inf)(query, positive, negatives, query_ids=query_ids)
+    expected = reference_infonce(query, positive, negatives, margin=math.inf, exclude=dropped)
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
+    assert abs(loss.item() - ImprovedInfoNCE(margin=math.inf)(query, positive, negatives).item()) > 1e-3
+
+    with_margin = ImprovedInfoNCE()(query, positive, negatives, query_ids=query_ids)
+    torch.testing.assert_close(with_margin, reference_infonce(query, positive, negatives, query_ids=query_ids.tolist()), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="query_ids must be"):
+        ImprovedInfoNCE()(query, positive, query_ids=query_ids[:3])
 
 
 def test_infonce_gradients_flow_and_input_scale_does_not_matter():

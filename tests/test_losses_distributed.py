@@ -29,6 +29,8 @@ def full_batch() -> dict[str, torch.Tensor]:
         # Rows 1 (rank 0) and 4 (rank 1) share a positive text: the mask must see across ranks.
         "positive_ids": torch.tensor([0, 1, 2, 3, 1, 5]),
         "negative_ids": torch.tensor([[10, 11], [12, 13], [2, 14], [15, 16], [17, 18], [19, 20]]),
+        # Rows 0 (rank 0) and 5 (rank 1) are two judged positives of one query.
+        "query_ids": torch.tensor([30, 31, 32, 33, 34, 30]),
     }
 
 

@@ -220,3 +220,52 @@ def test_lora_training_module_exports_merged_weights(tmp_path, tiny_embedder_dir
         expected = module(batch["input_ids"], batch["attention_mask"])
     np.testing.assert_allclose(exported.encode(["hello world"]), expected.numpy(), atol=1e-5)
     assert not np.allclose(exported.encode(["hello world"]), Embedder.load(tiny_embedder_dir, device="cpu").encode(["hello world"]), atol=1e-4)
+
+
+def test_symmetric_rows_get_the_instruction_on_both_sides_and_query_ids(tiny_embedder_dir):
+    from embedforge.training.batches import embedding_tokenizer, tokenize_pairs
+
+    tokenizer, settings = embedding_tokenizer(tiny_embedder_dir)
+    instruction = "Retrieve semantically similar text"
+    kwargs = dict(query_template=settings.query_template, default_instruction=None, query_max_length=48, max_length=48)
+    out = tokenize_pairs(
+        tokenizer, ["a cat sat", "a cat sat", "a dog ran"], [instruction, instruction, instruction],
+        ["the cat sat down", "a feline sat", "the dog ran off"], [[], [], []], symmetric=[True, True, False], **kwargs
+    )
+    formatted = tokenizer([f"Instruct: {instruction}\nQuery:the cat sat down", "the dog ran off"], padding="max_length", max_length=48, truncation=True)
+    np.testing.assert_array_equal(out["positive_input_ids"][0], formatted["input_ids"][0])
+    np.testing.assert_array_equal(out["positive_input_ids"][2], formatted["input_ids"][1])
+    assert out["query_ids"][0] == out["query_ids"][1] != out["query_ids"][2]
+    assert out["query_ids"][0] == text_id(f"Instruct: {instruction}\nQuery:a cat sat")
+
+
+def test_read_pair_rows_marks_symmetric_task_types(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"query": q, "positive": "p", "negatives": [], "task_type": t}) + "\n" for q, t in [("a", "sts"), ("b", "retrieval"), ("c", "bitext"), ("d", None)]))
+    assert [row["symmetric"] for row in read_pair_rows(path, num_negatives=0).rows] == [True, False, True, False]
+
+
+def test_export_keeps_the_training_instruction_matryoshka_sizes_and_base_length(tmp_path, tiny_embedder_dir):
+    """Evaluation and serving must format queries as training did: the export says how."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedforge.models.embedder import Embedder, read_settings
+    from embedforge.training.modules import build_trainable, export_model
+
+    instruction = "Given a claim, retrieve abstracts"
+    config = parse_stage_config(
+        base_config(
+            model={"kind": "embedder", "base": str(tiny_embedder_dir), "max_length": 16},
+            data={"datasets": [{"name": "weak", "path": "w.jsonl"}, {"name": "claims", "path": "c.jsonl", "instruction": instruction}]},
+            loss={"matryoshka_dimensions": [32, 64]},
+        )
+    )
+    module = build_trainable(config, tiny_embedder_dir)
+    assert module.settings.max_length == 16
+    folder = export_model(config, tiny_embedder_dir, module.state_dict(), tmp_path / "exported")
+    saved = read_settings(folder)
+    assert saved.default_instruction == instruction and saved.matryoshka_dimensions == [32, 64]
+    assert saved.max_length == read_settings(tiny_embedder_dir).max_length
+    embedder = Embedder.load(folder, device="cpu")
+    st = SentenceTransformer(str(folder), device="cpu")
+    np.testing.assert_allclose(st.encode(["a claim"], prompt_name="query"), embedder.encode(["a claim"], query=True), atol=1e-5)

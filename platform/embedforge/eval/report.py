@@ -39,6 +39,20 @@ def main_score_table(runs: Runs, main_metrics: Mapping[str, str] | None = None, 
     return "\n".join(lines)
 
 
+def delta_table(runs: Runs, baseline: str, *, digits: int = 4) -> str:
+    """Markdown table of each run's main score minus ``baseline``'s, per task (``-`` where either is missing)."""
+    labels = [label for label in runs if label != baseline]
+    lines = ["| task | " + " | ".join(f"{label} - {baseline}" for label in labels) + " |", "|---|" + "---|" * len(labels)]
+    for task in tasks_of(runs):
+        base = runs.get(baseline, {}).get(task, {}).get("main_score")
+        cells = []
+        for label in labels:
+            value = runs[label].get(task, {}).get("main_score")
+            cells.append("-" if value is None or base is None else f"{value - base:+.{digits}f}")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot_main_scores(runs: Runs, path: Path, *, title: str = "main score per task") -> Path:
     """Grouped bar chart of each task's main score, one bar per run."""
     import matplotlib

@@ -36,6 +36,11 @@ class ImprovedInfoNCE(nn.Module):
     negatives included, each compared with the raw cosine of its own pair. The mask is a
     0/1 selection, so no gradient flows through the threshold.
 
+    Rows of the same query (a query with several judged positives gives one row per
+    positive) must not push each other apart: with ``query_ids``, every in-batch term of
+    row i against a row j with ``query_ids[j] == query_ids[i]`` is dropped, in all three
+    in-batch blocks, so another judged positive of the same query is never a negative.
+
     A term is also dropped when the candidate document is the same text as :math:`d_i^+`.
     The loss sees only embeddings, so this check runs only when the caller passes text ids
     (for example a 64-bit hash of each text): ``positive_ids`` and ``negative_ids``. With
@@ -80,7 +85,8 @@ class ImprovedInfoNCE(nn.Module):
            unless text ids let the mask catch duplicate positives.
         2. Optionally K hard negatives per query, the same K for every query.
         3. With ``gather_across_ranks``, the same N on every rank, and ``positive_ids``
-           passed on every rank or on none (the gather is a collective).
+           and ``query_ids`` each passed on every rank or on none (the gather is a
+           collective).
 
     Inputs:
         +--------------------+------------------+------------------------------------------+
@@ -141,16 +147,17 @@ class ImprovedInfoNCE(nn.Module):
         negatives: Tensor | None = None,
         positive_ids: Tensor | None = None,
         negative_ids: Tensor | None = None,
+        query_ids: Tensor | None = None,
     ) -> Tensor:
         """Return the mean loss over the local queries, a scalar."""
-        _check_inputs(query, positive, negatives, positive_ids, negative_ids)
+        _check_inputs(query, positive, negatives, positive_ids, negative_ids, query_ids)
         if not self.use_hard_negatives:
             negatives, negative_ids = None, None
         work = torch.promote_types(query.dtype, torch.float32)
         q = F.normalize(query.to(work), dim=-1)  # (N, D)
         d = F.normalize(positive.to(work), dim=-1)  # (N, D)
 
-        all_q, all_d, all_ids, offset = q, d, positive_ids, 0
+        all_q, all_d, all_ids, all_query_ids, offset = q, d, positive_ids, query_ids, 0
         if self.gather_across_ranks and distributed.is_distributed():
             distributed.check_same_shape_across_ranks(q, "query")
             if self.use_query_query:
@@ -158,13 +165,17 @@ class ImprovedInfoNCE(nn.Module):
             all_d = distributed.gather_with_grad(d)  # (R * N, D)
             if positive_ids is not None:
                 all_ids = distributed.gather_with_grad(positive_ids)  # (R * N,)
+            if query_ids is not None:
+                all_query_ids = distributed.gather_with_grad(query_ids)  # (R * N,)
             offset = distributed.rank() * q.shape[0]
 
         rows = torch.arange(q.shape[0], device=q.device) + offset  # (N,)
         s_pos = (q * d).sum(-1)  # (N,)
         threshold = s_pos.detach().unsqueeze(1) + self.margin  # (N, 1)
         # Off-diagonal entries of the (N, R * N) in-batch blocks: j != i.
-        not_self = torch.arange(all_d.shape[0], device=q.device)[None, :] != rows[:, None]
+        other_rows = torch.arange(all_d.shape[0], device=q.device)[None, :] != rows[:, None]
+        if query_ids is not None:
+            other_rows = other_rows & (all_query_ids[None, :] != query_ids[:, None])
         same_text = None
         if positive_ids is not None:
             same_text = all_ids[None, :] == positive_ids[:, None]  # (N, R * N)
@@ -185,7 +196,7 @@ class ImprovedInfoNCE(nn.Module):
         if self.use_query_doc:
             blocks.append((q @ all_d.T, same_text))  # (N, R * N)
         for sims, same in blocks:
-            drop = (sims > threshold) | ~not_self
+            drop = (sims > threshold) | ~other_rows
             if same is not None:
                 drop = drop | same
             logits.append(sims.masked_fill(drop, -math.inf))
@@ -200,6 +211,7 @@ def _check_inputs(
     negatives: Tensor | None,
     positive_ids: Tensor | None,
     negative_ids: Tensor | None,
+    query_ids: Tensor | None = None,
 ) -> None:
     """Raise ValueError on shapes the loss cannot interpret."""
     if query.dim() != 2 or query.shape != positive.shape:
@@ -210,8 +222,9 @@ def _check_inputs(
     n, dim = query.shape
     if negatives is not None and (negatives.dim() != 3 or negatives.shape[::2] != (n, dim)):
         raise ValueError(f"negatives must be (N={n}, K, D={dim}), got {tuple(negatives.shape)}")
-    if positive_ids is not None and positive_ids.shape != (n,):
-        raise ValueError(f"positive_ids must be (N={n},), got {tuple(positive_ids.shape)}")
+    for name, ids in (("positive_ids", positive_ids), ("query_ids", query_ids)):
+        if ids is not None and ids.shape != (n,):
+            raise ValueError(f"{name} must be (N={n},), got {tuple(ids.shape)}")
     if negative_ids is not None:
         if negatives is None or positive_ids is None:
             raise ValueError("negative_ids needs negatives and positive_ids as well")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from embedforge.eval.report import main_score_table, plot_main_scores
+from embedforge.eval.report import delta_table, main_score_table, plot_main_scores
 from embedforge.eval.runner import RERANKED_SUFFIX
 
 
@@ -44,6 +44,8 @@ def write_report(summaries: Mapping[str, Mapping[str, Any]], run_dir: Path) -> P
     if evaluation:
         runs = comparison_runs(evaluation["results"])
         lines += ["## Evaluation: main score per task", "", main_score_table(runs), ""]
+        if "base" in runs:
+            lines += ["## Change against the base model", "", delta_table(runs, "base"), ""]
         lines += [f"Models: {json.dumps(evaluation['models'])}.", f"Reranker: `{evaluation.get('reranker')}`, reranking the merged model's top hits.", ""]
         lines += ["![comparison](comparison.png)", ""]
         plot_main_scores(runs, run_dir / "comparison.png", title="main score per task and model")

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from embedforge.config import parse_config
 from embedforge.pipeline.config import PipelineConfig
 from embedforge.pipeline.references import find_references, resolve_references
+from embedforge.pipeline.results import link_result
 from embedforge.pipeline.stages import StageResult, run_stage
 
 
@@ -46,6 +47,9 @@ class Pipeline:
 
         result = run_stage(name, self.run_dir, dump, resolved_action, upstream, self.log)
         self.results[name] = result
+        link = link_result(self.run_dir, name, result.summary["output"]) if "output" in result.summary else None
+        if link is not None:
+            self.log(f"[{name}] model: {link}")
         return result
 
 

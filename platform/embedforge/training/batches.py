@@ -55,21 +55,31 @@ def tokenize_pairs(
     default_instruction: str | None,
     query_max_length: int,
     max_length: int,
+    symmetric: Sequence[bool] | None = None,
 ) -> dict[str, np.ndarray]:
     """Fixed-shape token columns of an embedder batch of B rows with K negatives each.
 
+    Queries get their row's instruction (else ``default_instruction``); rows flagged
+    ``symmetric`` (STS, bitext) get it on the positive and negatives too.
+
     Returns ``query_*`` (B, Lq), ``positive_*`` (B, L), ``negative_*`` (B, K, L) ids and
-    masks, and ``positive_ids`` (B,) / ``negative_ids`` (B, K) text hashes.
+    masks, and text hashes: ``query_ids`` (B,) of the formatted queries, so rows of one
+    query can be told apart from other queries, ``positive_ids`` (B,) and ``negative_ids``
+    (B, K).
     """
     b = len(queries)
     k = len(negatives[0]) if b else 0
     if any(len(row) != k for row in negatives):
         raise ValueError("every row of a batch needs the same number of negatives")
-    prepared = [
-        format_query(q, i if i is not None else default_instruction, query_template) for q, i in zip(queries, instructions)
-    ]
+    row_instructions = [i if i is not None else default_instruction for i in instructions]
+    symmetric = symmetric if symmetric is not None else [False] * b
+    side = [i if sym else None for i, sym in zip(row_instructions, symmetric)]
+    prepared = [format_query(q, i, query_template) for q, i in zip(queries, row_instructions)]
+    positives = [format_query(p, i, query_template) for p, i in zip(positives, side)]
+    negatives = [[format_query(n, i, query_template) for n in row] for row, i in zip(negatives, side)]
     out: dict[str, np.ndarray] = {}
     out["query_input_ids"], out["query_attention_mask"] = _fixed(tokenizer, prepared, query_max_length)
+    out["query_ids"] = np.array([text_id(t) for t in prepared], dtype=np.int64)
     out["positive_input_ids"], out["positive_attention_mask"] = _fixed(tokenizer, positives, max_length)
     out["positive_ids"] = np.array([text_id(t) for t in positives], dtype=np.int64)
     if k:
@@ -126,6 +136,7 @@ class TokenizeEmbedderPairs:
             default_instruction=self.settings.default_instruction,
             query_max_length=self.query_max_length,
             max_length=self.max_length,
+            symmetric=[bool(flag) for flag in batch["symmetric"]] if "symmetric" in batch else None,
         )
 
 

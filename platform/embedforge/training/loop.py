@@ -20,26 +20,49 @@ import torch
 from embedforge.training.batches import dataset_schedule
 from embedforge.training.config import TrainConfig
 
+SHUFFLE_BUFFER_ROWS = 20_000
+"""Rows a worker buffers to reorder each epoch: a full shuffle of smaller shards."""
+
 
 class MixtureBatches:
     """Per-step batches from per-dataset shards, following a schedule shared by all ranks.
 
-    On resume at ``start_step`` each dataset skips the batches it already served in its
-    current epoch, so the data continue where the checkpoint left them.
+    Every epoch of a dataset is read in a new order (a local shuffle of up to
+    ``SHUFFLE_BUFFER_ROWS`` rows, seeded by ``seed`` and the epoch), so batches do not
+    repeat from one epoch to the next. On resume at ``start_step`` each dataset starts the
+    epoch it was in and skips the batches it already served there, so the data continue
+    where the checkpoint left them.
     """
 
-    def __init__(self, shards: dict[str, Any], schedule: list[str], batch_size: int, batches_per_epoch: dict[str, int], start_step: int):
+    def __init__(
+        self,
+        shards: dict[str, Any],
+        schedule: list[str],
+        batch_size: int,
+        batches_per_epoch: dict[str, int],
+        start_step: int,
+        seed: int = 0,
+    ):
         self.shards = shards
         self.schedule = schedule
         self.batch_size = batch_size
+        self.seed = seed
         consumed = Counter(schedule[:start_step])
         self.iterators: dict[str, Iterator] = {
-            name: itertools.islice(self._epochs(name), consumed[name] % batches_per_epoch[name], None) for name in shards
+            name: itertools.islice(
+                self._epochs(name, consumed[name] // batches_per_epoch[name]), consumed[name] % batches_per_epoch[name], None
+            )
+            for name in shards
         }
 
-    def _epochs(self, name: str) -> Iterator[dict[str, torch.Tensor]]:
-        while True:
-            yield from self.shards[name].iter_torch_batches(batch_size=self.batch_size, drop_last=True)
+    def _epochs(self, name: str, first_epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        for epoch in itertools.count(first_epoch):
+            yield from self.shards[name].iter_torch_batches(
+                batch_size=self.batch_size,
+                drop_last=True,
+                local_shuffle_buffer_size=SHUFFLE_BUFFER_ROWS,
+                local_shuffle_seed=self.seed * 100_003 + epoch,
+            )
 
     def batch(self, step: int) -> tuple[str, dict[str, torch.Tensor]]:
         """The batch of 1-based ``step``."""
@@ -78,7 +101,7 @@ def train_func(config: dict[str, Any]) -> None:
     names = [spec.name for spec in cfg.data.datasets]
     schedule = dataset_schedule(names, [spec.weight for spec in cfg.data.datasets], cfg.optim.steps, cfg.data.seed)
     shards = {name: ray.train.get_dataset_shard(name) for name in names}
-    batches = MixtureBatches(shards, schedule, cfg.optim.batch_size, config["batches_per_epoch"], start_step)
+    batches = MixtureBatches(shards, schedule, cfg.optim.batch_size, config["batches_per_epoch"], start_step, cfg.data.seed)
 
     progress = None
     if rank == 0:

@@ -82,5 +82,33 @@ def export_model(config: TrainConfig, base_dir: str | Path, state_dict: dict[str
     if config.strategy.lora is not None:
         set_backbone(module, backbone_of(module).merge_and_unload())
     target = module.reranker if isinstance(module, JudgeLogits) else module
+    if config.model.kind == "embedder":
+        target.settings = exported_settings(config, target.settings, base_max_length=read_base_max_length(base_dir))
     folder.mkdir(parents=True, exist_ok=True)
     return target.save(folder)
+
+
+def read_base_max_length(base_dir: str | Path) -> int:
+    from embedforge.models.embedder import read_settings
+
+    return read_settings(Path(base_dir)).max_length
+
+
+def exported_settings(config: TrainConfig, settings, *, base_max_length: int):
+    """The embedder settings a trained model is saved with: what training taught it.
+
+    - ``default_instruction``: the instruction training put on queries, so evaluation and
+      serving format queries the same way (sentence-transformers ``prompts`` too): the
+      first dataset's ``instruction`` that is set, else the base model's.
+    - ``matryoshka_dimensions``: the prefixes the Matryoshka loss trained, if any.
+    - ``max_length``: the base model's, since training may cut texts shorter than the model
+      reads at inference.
+    """
+    instruction = next((spec.instruction for spec in config.data.datasets if spec.instruction is not None), settings.default_instruction)
+    return settings.model_copy(
+        update={
+            "default_instruction": instruction,
+            "matryoshka_dimensions": config.loss.matryoshka_dimensions or settings.matryoshka_dimensions,
+            "max_length": base_max_length,
+        }
+    )

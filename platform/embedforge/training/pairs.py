@@ -1,4 +1,4 @@
-"""Training rows: ``query``, ``positive``, ``negatives`` (a list) and ``instruction``.
+"""Training rows: ``query``, ``positive``, ``negatives`` (a list), ``instruction`` and ``symmetric``.
 
 This is the format the synthesis and mining stages write, as ``.jsonl`` or ``.parquet``.
 :func:`read_pair_rows` checks every row (errors name the file and line) and keeps the rows
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 PAIR_FIELDS = ("query", "positive", "negatives", "instruction")
+SYMMETRIC_TASK_TYPES = ("sts", "bitext")
+"""Task types whose two sides are the same kind of text: the instruction goes on both sides."""
 
 
 @dataclass
@@ -60,7 +62,11 @@ def iter_raw_rows(path: Path):
 
 
 def normalise_row(record: Any, where: str, instruction: str | None) -> dict[str, Any]:
-    """A checked row with a list of negatives; ``instruction`` (when given) replaces the row's."""
+    """A checked row with a list of negatives; ``instruction`` (when given) replaces the row's.
+
+    ``symmetric`` is true for rows of a symmetric task (``task_type`` sts or bitext), whose
+    positive and negatives get the instruction too, as the recipe formats STS and bitext.
+    """
     if not isinstance(record, dict):
         raise ValueError(f"{where}: a row must be a JSON object, got {type(record).__name__}")
     for name in ("query", "positive"):
@@ -77,6 +83,7 @@ def normalise_row(record: Any, where: str, instruction: str | None) -> dict[str,
         "positive": record["positive"],
         "negatives": [n for n in negatives if n != record["positive"]],
         "instruction": instruction if instruction is not None else row_instruction,
+        "symmetric": record.get("task_type") in SYMMETRIC_TASK_TYPES,
     }
 
 

@@ -45,7 +45,9 @@ def contrastive_loss(loss_fn: nn.Module, embeddings: list[Tensor], batch: dict[s
         b, k = batch["negative_ids"].shape
         negatives = embeddings[2].view(b, k, -1)  # (B, K, D)
         negative_ids = batch["negative_ids"]
-    return loss_fn(query, positive, negatives, positive_ids=batch["positive_ids"], negative_ids=negative_ids)
+    return loss_fn(
+        query, positive, negatives, positive_ids=batch["positive_ids"], negative_ids=negative_ids, query_ids=batch.get("query_ids")
+    )
 
 
 def embedder_loss(model: nn.Module, loss_fn: nn.Module, batch: dict[str, Tensor]) -> Tensor:

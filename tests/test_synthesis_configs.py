@@ -9,9 +9,10 @@ from embedforge.config import ConfigError, load_config, parse_config
 from embedforge.synthesis.filtering import FilterConfig
 from embedforge.synthesis.generate import SynthesisConfig
 from embedforge.synthesis.mining import MiningConfig
+from embedforge.synthesis.weak import WeakConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
-CLASSES = {"synthesize": SynthesisConfig, "filter": FilterConfig, "mine": MiningConfig}
+CLASSES = {"synthesize": SynthesisConfig, "filter": FilterConfig, "mine": MiningConfig, "weak": WeakConfig}
 
 
 def command_of(path: Path) -> str | None:

@@ -11,6 +11,7 @@ from embedforge.pipeline.config import PipelineConfig
 from embedforge.synthesis.filtering import FilterConfig
 from embedforge.synthesis.generate import SynthesisConfig
 from embedforge.synthesis.mining import MiningConfig
+from embedforge.synthesis.weak import WeakConfig
 from embedforge.training.config import load_stage_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +22,7 @@ LOADERS = {
     "synthesize": lambda path: load_config(path, SynthesisConfig),
     "filter": lambda path: load_config(path, FilterConfig),
     "mine": lambda path: load_config(path, MiningConfig),
+    "weak": lambda path: load_config(path, WeakConfig),
     "train": load_stage_config,
     "run": lambda path: load_config(path, PipelineConfig),
     "evaluate": lambda path: load_config(path, EvaluationSettings),

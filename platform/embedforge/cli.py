@@ -16,6 +16,7 @@ COMMANDS = {
     "score": "embedforge.commands.score",
     "merge": "embedforge.commands.merge",
     "synthesize": "embedforge.commands.synthesize",
+    "weak": "embedforge.commands.weak",
     "filter": "embedforge.commands.filter",
     "mine": "embedforge.commands.mine",
     "serve": "embedforge.commands.serve",

@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     from embedforge.synthesis.filtering import FilterConfig
     from embedforge.synthesis.generate import SynthesisConfig
     from embedforge.synthesis.mining import MiningConfig
+    from embedforge.synthesis.weak import WeakConfig
     from embedforge.training.config import TrainConfig
+
+
+def weak(config: "WeakConfig", folder: Path) -> dict:
+    from embedforge.synthesis.weak import run_weak
+
+    return {"output": str(config.output_dir), "stats": run_weak(config)}
 
 
 def synthesize(config: "SynthesisConfig", folder: Path) -> dict:

@@ -19,9 +19,10 @@ from embedforge.pipeline.references import OWN_FOLDER
 from embedforge.synthesis.filtering import FilterConfig
 from embedforge.synthesis.generate import SynthesisConfig
 from embedforge.synthesis.mining import MiningConfig
+from embedforge.synthesis.weak import WeakConfig
 from embedforge.training.config import TrainConfig
 
-DATA_STAGES = ("synthesize", "filter", "mine_synthetic", "mine_labelled")
+DATA_STAGES = ("weak", "synthesize", "filter", "mine_synthetic", "mine_labelled")
 TRAIN_STAGES = ("stage1", "stage2", "reranker")
 
 
@@ -51,7 +52,10 @@ class PipelineConfig(ConfigModel):
     local_ray_cpus: int | None = Field(None, ge=1)
     """Logical CPUs of a local Ray (ignored inside a cluster job). Over-provision small machines
     (4 on 2 cores) so training workers and the Ray Data read stage can run side by side."""
+    weak: WeakConfig | None = None
+    """LLM-free weak pairs from the corpus (titles, inverse cloze, crops): stage 1's pool."""
     synthesize: SynthesisConfig | None = None
+    """LLM pairs; unfiltered, they join stage 1's pool (``@synthesize``); filtered, stage 2."""
     filter: FilterConfig | None = None
     mine_synthetic: MiningConfig | None = None
     mine_labelled: MiningConfig | None = None

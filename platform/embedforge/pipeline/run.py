@@ -1,4 +1,4 @@
-"""``run_pipeline``: synthesize, filter, mine, stage 1, stage 2, merge, reranker, evaluate, serve.
+"""``run_pipeline``: weak, synthesize, filter, mine, stage 1, stage 2, merge, reranker, evaluate, serve.
 
 Every stage goes through :func:`embedforge.pipeline.stages.run_stage`, so a re-run after a
 crash skips what is complete and continues with the rest. Stages wire together through the
@@ -60,6 +60,7 @@ def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> 
 
     ensure_ray(config.local_ray_cpus)
     pipeline = Pipeline(config, log)
+    pipeline.stage("weak", config.weak, actions.weak)
     pipeline.stage("synthesize", config.synthesize, actions.synthesize)
     pipeline.stage("filter", config.filter, actions.filter_pairs)
     pipeline.stage("mine_synthetic", config.mine_synthetic, actions.mine)

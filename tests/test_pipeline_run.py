@@ -1,0 +1,75 @@
+"""``embedforge run`` on a local Ray: the tiny pipeline end to end, then a resume that skips every stage.
+
+Stage 1 must train on the weak pool (the ``weak`` stage's pairs and the unfiltered synthetic
+pairs), stage 2 on the labelled pairs; every model stage gets its stable name under
+``run_dir``; the report compares every model with the base.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from embedforge.config import parse_config, read_yaml_mapping
+from embedforge.pipeline.config import PipelineConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, local_ray):
+    from embedforge.pipeline.run import run_pipeline
+
+    data = read_yaml_mapping(REPO_ROOT / "jobs/configs/pipeline_tiny.yaml")
+    data["run_dir"] = str(tmp_path_factory.mktemp("pipeline") / "run")
+    config = parse_config(data, PipelineConfig, "pipeline_tiny.yaml")
+    lines: list[str] = []
+    results = run_pipeline(config, log=lines.append)
+    return config, results, lines
+
+
+def test_stage1_trains_on_the_weak_pool(tiny_run):
+    config, results, _ = tiny_run
+    weak = results["weak"].summary
+    assert weak["stats"]["accepted"] > 0
+    stage1 = results["stage1"].summary
+    assert stage1["trained"] is True
+    assert stage1["rows"]["weak"] == weak["stats"]["accepted"]
+    assert Path(results["stage2"].summary["output"]).is_dir()
+    stage2_config = json.loads((results["stage2"].folder / "_COMPLETE.json").read_text())
+    assert stage2_config["summary"]["rows"] == {"scifact": results["mine_labelled"].summary["stats"]["pairs"]}
+
+
+def test_results_have_stable_names_that_load(tiny_run):
+    from embedforge.models.embedder import Embedder
+    from embedforge.models.reranker import load_reranker
+
+    config, results, _ = tiny_run
+    run_dir = Path(config.run_dir)
+    for name, stage in (("stage1", "stage1"), ("stage2", "stage2"), ("final", "merge"), ("reranker", "reranker")):
+        link = run_dir / name
+        assert link.is_symlink() and link.resolve() == Path(results[stage].summary["output"]).resolve(), name
+    assert Embedder.load(run_dir / "final", device="cpu").encode(["a claim"]).shape[0] == 1
+    assert load_reranker(run_dir / "reranker", device="cpu") is not None
+
+
+def test_report_shows_every_model_against_the_base(tiny_run):
+    config, _, _ = tiny_run
+    report = (Path(config.run_dir) / "report.md").read_text()
+    assert "## Change against the base model" in report
+    delta_header = next(line for line in report.splitlines() if line.startswith("| task | stage1 - base"))
+    assert "merged - base" in delta_header
+
+
+def test_a_second_run_skips_every_stage(tiny_run):
+    from embedforge.pipeline.run import run_pipeline
+
+    config, first, _ = tiny_run
+    lines: list[str] = []
+    again = run_pipeline(config, log=lines.append)
+    assert all(result.skipped for result in again.values())
+    assert {name: result.folder for name, result in again.items()} == {name: result.folder for name, result in first.items()}

@@ -83,6 +83,8 @@ def test_openai_engine_synthesize_filter_mine(local_ray, chat_server, tmp_path, 
 
     filtered = run_filter(FilterConfig.model_validate({"input_dir": str(tmp_path / "synth"), "output_dir": str(tmp_path / "filtered"), "rules": {"min_teacher_score": 0.0}}))
     assert filtered["input"] == len(pairs) == filtered["kept"] + filtered["removed"]
+    assert {p["teacher_model"] for p in pairs} == {"all-MiniLM-L6-v2 | no instructions"}
+    assert filtered["scoring"] == {"teacher_model": "all-MiniLM-L6-v2 | no instructions", "reused": len(pairs), "recomputed": 0}  # same teacher: nothing re-scored
     mined = run_mining(MiningConfig.model_validate({"output_dir": str(tmp_path / "mined"), "pairs_dir": str(tmp_path / "filtered"), "corpus": corpus, "num_negatives": 2}))
     rows = pq.read_table(str(tmp_path / "mined" / "pairs")).to_pylist()
     assert len(rows) == filtered["kept"] == mined["pairs"]

@@ -21,7 +21,7 @@ from embedforge.config import ConfigModel, DataPath
 from embedforge.synthesis.report import write_report
 from embedforge.synthesis.session import RayConfig, ensure_ray, from_rows
 from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, write_shard
-from embedforge.synthesis.teacher import PairScorer, TeacherConfig, TextEmbedder, actor_options
+from embedforge.synthesis.teacher import PairScorer, TeacherConfig, actor_options, reusable_score, scorer_options
 
 
 class FilterRules(ConfigModel):
@@ -114,23 +114,30 @@ def filter_reasons(rows: Sequence[dict], vectors: np.ndarray | None, rules: Filt
     return [reason or duplicate for reason, duplicate in zip(reasons, duplicates)]
 
 
-def score_and_embed(rows: list[dict], config: FilterConfig) -> tuple[list[dict], np.ndarray]:
-    """Teacher scores (where missing) and query vectors, computed by teacher actor pools."""
-    dataset = from_rows([{"id": r["id"], "query": r["query"], "positive": r["positive"], "teacher_score": r.get("teacher_score")} for r in rows], config.ray)
-    dataset = dataset.map_batches(
-        PairScorer,
-        fn_constructor_kwargs=dict(model=config.teacher.model, query_instruction=config.teacher.query_instruction, batch_size=config.teacher.batch_size, only_missing=True),
-        **actor_options(config.teacher),
-    )
-    dataset = dataset.map_batches(
-        TextEmbedder,
-        fn_constructor_kwargs=dict(model=config.teacher.model, query=True, query_instruction=config.teacher.query_instruction, batch_size=config.teacher.batch_size, column="query"),
-        **actor_options(config.teacher),
-    )
+SCORED_COLUMNS = ("id", "query", "positive", "instruction", "task_type", "teacher_score", "teacher_model")
+
+
+def score_and_embed(rows: list[dict], config: FilterConfig) -> tuple[list[dict], np.ndarray, dict]:
+    """This teacher's scores and query vectors, computed by a teacher actor pool.
+
+    A row keeps its ``teacher_score`` only if this same teacher (model and instruction
+    policy, ``teacher_model``) recorded it; every other row is re-scored. Returns the rows,
+    the query vectors (N, D) and the scoring stats: the teacher and how many scores were
+    ``reused`` and ``recomputed``.
+    """
+    dataset = from_rows([{name: row.get(name) for name in SCORED_COLUMNS} for row in rows], config.ray)
+    dataset = dataset.map_batches(PairScorer, fn_constructor_kwargs=scorer_options(config.teacher, reuse_scores=True, embed_queries=True), **actor_options(config.teacher))
     computed = {row["id"]: row for row in dataset.iter_rows()}
-    scored = [dict(row, teacher_score=float(computed[row["id"]]["teacher_score"])) for row in rows]
+    counts, teachers, scored = Counter(), set(), []
+    for row in rows:
+        new = computed[row["id"]]
+        teacher = new["teacher_model"] if isinstance(new["teacher_model"], str) else None
+        if teacher is not None:
+            teachers.add(teacher)
+            counts["reused" if reusable_score(row.get("teacher_score"), row.get("teacher_model"), teacher) else "recomputed"] += 1
+        scored.append(dict(row, teacher_score=float(new["teacher_score"]), teacher_model=teacher))
     vectors = np.stack([np.asarray(computed[row["id"]]["embedding"], dtype=np.float32) for row in rows])
-    return scored, vectors
+    return scored, vectors, {"teacher_model": ", ".join(sorted(teachers)), "reused": counts["reused"], "recomputed": counts["recomputed"]}
 
 
 def run_filter(config: FilterConfig) -> dict:
@@ -141,9 +148,10 @@ def run_filter(config: FilterConfig) -> dict:
     fingerprint = plan_fingerprint([config_identity(config), [r["id"] for r in rows]])
     check_manifest(output_dir, {"stage": "filter", "fingerprint": fingerprint, "records": len(rows)})
     reasons: list[str | None] = []
+    scoring = {"teacher_model": "", "reused": 0, "recomputed": 0}
     if rows:
         ensure_ray(config.ray)
-        rows, vectors = score_and_embed(rows, config)
+        rows, vectors, scoring = score_and_embed(rows, config)
         reasons = filter_reasons(rows, vectors, config.rules)
     kept = [row for row, reason in zip(rows, reasons) if reason is None]
     removed = [
@@ -165,8 +173,17 @@ def run_filter(config: FilterConfig) -> dict:
         "kept": len(kept),
         "removed": len(removed),
         "removed_by_reason": dict(sorted(by_reason.items())),
+        "scoring": scoring,
         "rules": config.rules.model_dump(),
         "seconds": round(time.perf_counter() - started, 2),
-        "counts": {"filter": {"input": len(rows), "kept": len(kept), **{f"removed {k}": v for k, v in sorted(by_reason.items())}}},
+        "counts": {
+            "filter": {
+                "input": len(rows),
+                "teacher scores reused": scoring["reused"],
+                "teacher scores recomputed": scoring["recomputed"],
+                "kept": len(kept),
+                **{f"removed {k}": v for k, v in sorted(by_reason.items())},
+            }
+        },
     }
     return write_report(output_dir, stats, [row["teacher_score"] for row in rows], "Filter: teacher cosine of input pairs", threshold=config.rules.min_teacher_score)

@@ -31,7 +31,7 @@ from embedforge.synthesis.records import (
 from embedforge.synthesis.report import write_report
 from embedforge.synthesis.session import RayConfig, ensure_ray, from_rows
 from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
-from embedforge.synthesis.teacher import PairScorer, PersonaRetriever, TeacherConfig, actor_options
+from embedforge.synthesis.teacher import PairScorer, PersonaRetriever, TeacherConfig, actor_options, scorer_options
 
 
 class SynthesisConfig(ConfigModel):
@@ -66,11 +66,7 @@ def build_pipeline(records: list[dict], config: SynthesisConfig, personas: list[
     dataset = dataset.map(query_step_prompt, **light)
     dataset = build_generation_stage(config.generator, schema=QUERY_SCHEMA, validator=rules)(dataset)
     dataset = dataset.map(apply_query_step, fn_kwargs=dict(rules=rules), **light)
-    return dataset.map_batches(
-        PairScorer,
-        fn_constructor_kwargs=dict(model=config.teacher.model, query_instruction=config.teacher.query_instruction, batch_size=config.teacher.batch_size),
-        **actor_options(config.teacher),
-    )
+    return dataset.map_batches(PairScorer, fn_constructor_kwargs=scorer_options(config.teacher), **actor_options(config.teacher))
 
 
 def pair_row(row: dict, config: SynthesisConfig) -> dict:

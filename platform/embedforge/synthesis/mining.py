@@ -25,7 +25,7 @@ from embedforge.synthesis.labelled import LabelledPairsConfig, labelled_pairs
 from embedforge.synthesis.report import write_report
 from embedforge.synthesis.session import RayConfig, ensure_ray, from_rows
 from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
-from embedforge.synthesis.teacher import PairScorer, TeacherConfig, TextEmbedder, actor_options
+from embedforge.synthesis.teacher import PairScorer, TeacherConfig, TextEmbedder, actor_options, scorer_options
 
 
 class IndexConfig(ConfigModel):
@@ -143,23 +143,37 @@ def corpus_vectors(passages: list[dict], config: MiningConfig, output_dir: Path)
     return vectors
 
 
-def embed_pairs(rows: list[dict], config: MiningConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Query vectors (N, D) and teacher scores cos(query, positive) (N,), by actor pools."""
-    dataset = from_rows([{"row": i, "query": r["query"], "positive": r["positive"]} for i, r in enumerate(rows)], config.ray)
-    options = dict(model=config.teacher.model, query_instruction=config.teacher.query_instruction, batch_size=config.teacher.batch_size)
-    dataset = dataset.map_batches(PairScorer, fn_constructor_kwargs=options, **actor_options(config.teacher))
-    dataset = dataset.map_batches(TextEmbedder, fn_constructor_kwargs=dict(options, query=True, column="query"), **actor_options(config.teacher))
-    vectors, scores = None, np.zeros(len(rows), dtype=np.float32)
+def embed_pairs(rows: list[dict], config: MiningConfig) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """Score and embed the pairs' queries with a teacher actor pool.
+
+    Returns the rows with this teacher's ``teacher_score`` and ``teacher_model``, the query
+    vectors (N, D), each query with its row's instruction as the teacher's policy says, and
+    the guard scores (N,): cos(query, positive encoded as a document, bare), the same kind of
+    score the search over the bare corpus vectors gives every candidate.
+    """
+    columns = ("query", "positive", "instruction", "task_type")
+    dataset = from_rows([{"row": i, **{name: r.get(name) for name in columns}} for i, r in enumerate(rows)], config.ray)
+    dataset = dataset.map_batches(PairScorer, fn_constructor_kwargs=scorer_options(config.teacher, embed_queries=True), **actor_options(config.teacher))
+    vectors, scores, guard = None, np.zeros(len(rows), dtype=np.float32), np.zeros(len(rows), dtype=np.float32)
+    teachers: list[str | None] = [None] * len(rows)
     for batch in dataset.iter_batches(batch_format="numpy", batch_size=1024):
         block = np.stack(batch["embedding"]).astype(np.float32)
         vectors = np.zeros((len(rows), block.shape[1]), dtype=np.float32) if vectors is None else vectors
         vectors[batch["row"]] = block
         scores[batch["row"]] = batch["teacher_score"]
-    return vectors, scores
+        guard[batch["row"]] = batch["document_score"]
+        for row, teacher in zip(batch["row"], batch["teacher_model"]):
+            teachers[int(row)] = str(teacher) if isinstance(teacher, str) else None
+    scored = [dict(row, teacher_score=float(score), teacher_model=teacher) for row, score, teacher in zip(rows, scores, teachers)]
+    return scored, vectors, guard
 
 
 def mine_rows(rows: list[dict], query_vectors: np.ndarray, positive_scores: np.ndarray, index, passages: list[dict], config: MiningConfig) -> tuple[list[dict], Counter]:
-    """Attach negatives to each row; returns the rows and drop counts per reason."""
+    """Attach negatives to each row; returns the rows and drop counts per reason.
+
+    ``positive_scores`` are what the guard compares candidates against: cos(query, positive)
+    in the same space as the corpus search (see :func:`embed_pairs`).
+    """
     extra = max(len(r.get("positive_ids") or []) for r in rows) + 8
     scores, ids = index.search(np.ascontiguousarray(query_vectors), min(config.top_k + extra, index.ntotal))  # (N, k)
     docs = [p["doc_id"] for p in passages]
@@ -180,7 +194,6 @@ def mine_rows(rows: list[dict], query_vectors: np.ndarray, positive_scores: np.n
             dict(
                 row,
                 positive_ids=positives,
-                teacher_score=float(positive_scores[i]),
                 negatives=[passages[j]["passage"] for j, _ in chosen],
                 negative_ids=[passages[j]["passage_id"] for j, _ in chosen],
                 negative_scores=[s for _, s in chosen],
@@ -209,11 +222,11 @@ def run_mining(config: MiningConfig) -> dict:
         ensure_ray(config.ray)
         index = build_index(corpus_vectors(passages, config, output_dir), config.index)
         todo = [row for i in pending for row in shards[i]]
-        vectors, positive_scores = embed_pairs(todo, config)
+        scored, vectors, guard_scores = embed_pairs(todo, config)
         start = 0
         for i in pending:
             end = start + len(shards[i])
-            mined, counts = mine_rows(shards[i], vectors[start:end], positive_scores[start:end], index, passages, config)
+            mined, counts = mine_rows(scored[start:end], vectors[start:end], guard_scores[start:end], index, passages, config)
             write_shard(output_dir, i, mined, [], dict(counts, pairs=len(mined)))
             start = end
     elif pending:

@@ -39,6 +39,7 @@ PAIR_SCHEMA = pa.schema(
         pa.field("engine", pa.string()),
         pa.field("model", pa.string()),
         pa.field("teacher_score", pa.float32()),
+        pa.field("teacher_model", pa.string()),
         pa.field("attempts", pa.int32()),
     ]
 )

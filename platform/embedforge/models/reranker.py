@@ -54,21 +54,44 @@ def build_judge_inputs(
     instruction: str,
     max_length: int,
 ) -> dict[str, torch.Tensor]:
-    """Token ids of the judge prompt for each document, left padded, truncating documents only."""
-    prefix_ids = tokenizer(RERANK_PREFIX, add_special_tokens=False)["input_ids"]
-    suffix_ids = tokenizer(RERANK_SUFFIX, add_special_tokens=False)["input_ids"]
+    """Token ids of the judge prompt for each document, left padded, truncating documents only.
+
+    Each prompt is tokenised as one string, ``prefix + body + suffix``, so its ids equal the
+    released Qwen3-Reranker's (a document's first word keeps its merge with the space before
+    it). When a prompt is longer than ``max_length`` its document tokens are cut: they are
+    the ids between the longest common prefix with the tokenised text before the document
+    and the longest common suffix with the text after it.
+    """
     head_text, _, tail_text = rerank_body(query, "\0", instruction).partition("\0")
-    head_ids = tokenizer(head_text, add_special_tokens=False)["input_ids"]
-    tail_ids = tokenizer(tail_text, add_special_tokens=False)["input_ids"] if tail_text else []
-    fixed = len(prefix_ids) + len(head_ids) + len(tail_ids) + len(suffix_ids)
-    budget = max_length - fixed
-    if budget < 1:
+    before = tokenizer(RERANK_PREFIX + head_text, add_special_tokens=False)["input_ids"]
+    after = tokenizer(tail_text + RERANK_SUFFIX, add_special_tokens=False)["input_ids"]
+    fixed = len(before) + len(after)
+    if max_length - fixed < 1:
         raise ValueError(f"query and instruction take {fixed} tokens, leaving no room for documents in max_length={max_length}")
-    sequences = []
-    for document in documents:
-        document_ids = tokenizer(document, add_special_tokens=False)["input_ids"][:budget]
-        sequences.append(prefix_ids + head_ids + document_ids + tail_ids + suffix_ids)
-    return left_pad(sequences, tokenizer.pad_token_id)
+    prompts = [RERANK_PREFIX + head_text + document + tail_text + RERANK_SUFFIX for document in documents]
+    wholes = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
+    return left_pad([cut_document(ids, before, after, max_length) for ids in wholes], tokenizer.pad_token_id)
+
+
+def cut_document(ids: Sequence[int], before: Sequence[int], after: Sequence[int], max_length: int) -> list[int]:
+    """``ids`` with its document tokens (between ``before`` and ``after``) cut to fit ``max_length``."""
+    ids = list(ids)
+    if len(ids) <= max_length:
+        return ids
+    start = common_length(ids, before)
+    stop = len(ids) - common_length(ids[start:][::-1], after[::-1])
+    budget = max_length - (len(ids) - (stop - start))
+    return ids[:start] + ids[start : start + budget] + ids[stop:]
+
+
+def common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two id lists."""
+    count = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        count += 1
+    return count
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:

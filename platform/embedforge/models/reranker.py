@@ -5,6 +5,10 @@ exact Qwen3-Reranker prompt (``embedforge.prompts``). Only the document is trunc
 fixed prefix, query and suffix always survive. :meth:`YesNoReranker.export_sequence_classifier`
 folds the two LM-head rows into one ``w_yes - w_no`` classifier row, which servers load as a
 cross-encoder; :class:`CrossEncoderReranker` scores such folders and encoder cross-encoders.
+Both score ``sigmoid(logit)``, as sentence-transformers' ``CrossEncoder`` does for one label.
+
+Pair cross-encoders read ``(query, document)`` text pairs (``token_type_ids`` included for
+BERT-like tokenizers) and no instruction: the query goes in bare, in training and scoring.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from embedforge.config import ConfigModel
 from embedforge.models.embedder import default_device
@@ -212,6 +218,19 @@ class CrossEncoderReranker(nn.Module):
     def score(self, query: str, documents: Sequence[str], *, instruction: str | None = None, batch_size: int = 16) -> np.ndarray:
         return score_in_batches(self, query, documents, instruction, batch_size)
 
+    def save(self, folder: str | Path) -> Path:
+        """Write the classifier, tokenizer and settings; ``CrossEncoder(folder)`` scores the same.
+
+        The tokenizer is saved with ``model_max_length = settings.max_length`` so that
+        sentence-transformers truncates where this class does.
+        """
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        self.tokenizer.model_max_length = self.settings.max_length
+        self.tokenizer.save_pretrained(folder)
+        write_json(folder / SETTINGS_FILE, self.settings.model_dump())
+        return folder
+
 
 def score_in_batches(
     reranker: YesNoReranker | CrossEncoderReranker,
@@ -230,24 +249,51 @@ def score_in_batches(
     return scores
 
 
-def load_reranker(folder: str | Path, *, device: str | torch.device | None = None) -> YesNoReranker | CrossEncoderReranker:
-    """Load a reranker folder: a causal LM becomes the yes/no judge, a classifier a cross-encoder."""
+def is_encoder(config: PretrainedConfig) -> bool:
+    """Whether a model type is a bidirectional encoder: transformers knows it as a masked LM (BERT, RoBERTa, ...)."""
+    return config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def reranker_settings(folder: str | Path, *, new_head: bool = False) -> RerankerSettings:
+    """How the reranker in ``folder`` scores: its saved settings, or what its architecture implies.
+
+    A causal LM is a yes/no judge; a sequence classifier is a one-logit cross-encoder, over
+    the judge template for decoders and text pairs for encoders. With ``new_head`` a bare
+    encoder (``BertModel``, as sentence-transformers saves all-MiniLM-L6-v2) also counts: it
+    becomes a pair cross-encoder whose classifier head is new (the training base).
+    """
     folder = require_model_folder(folder)
     saved = read_json(folder / SETTINGS_FILE)
+    if saved is not None and saved.get("kind") == "reranker":
+        return RerankerSettings.model_validate(saved)
     config = AutoConfig.from_pretrained(folder)
     architectures = " ".join(config.architectures or [])
-    if saved is not None and saved.get("kind") == "reranker":
-        settings = RerankerSettings.model_validate(saved)
-    elif "ForSequenceClassification" in architectures:
-        is_decoder = "ForCausalLM" in architectures or config.model_type.startswith("qwen")
-        settings = RerankerSettings(head="classifier", prompt_format="qwen3" if is_decoder else "pair", max_length=512)
-    elif "ForCausalLM" in architectures:
-        settings = RerankerSettings()
-    else:
-        raise ValueError(f"{folder}: architectures {config.architectures} are neither a causal LM nor a sequence classifier")
+    if "ForSequenceClassification" in architectures:
+        prompt_format = "pair" if is_encoder(config) else "qwen3"
+        return RerankerSettings(head="classifier", prompt_format=prompt_format, max_length=512)
+    if "ForCausalLM" in architectures:
+        return RerankerSettings()
+    if is_encoder(config):
+        if not new_head:
+            raise ValueError(f"{folder}: a bare {config.model_type} encoder without a relevance head; train a reranker from it first (model.kind: reranker)")
+        return RerankerSettings(head="classifier", prompt_format="pair", max_length=min(512, getattr(config, "max_position_embeddings", 512)))
+    raise ValueError(f"{folder}: architectures {config.architectures} are neither a causal LM, a sequence classifier nor an encoder")
+
+
+def load_reranker(
+    folder: str | Path, *, device: str | torch.device | None = None, new_head: bool = False
+) -> YesNoReranker | CrossEncoderReranker:
+    """Load a reranker folder: a causal LM becomes the yes/no judge, a classifier a cross-encoder.
+
+    ``new_head=True`` (training bases) also loads a bare encoder as a cross-encoder with a
+    one-logit head that transformers initialises.
+    """
+    folder = require_model_folder(folder)
+    settings = reranker_settings(folder, new_head=new_head)
     tokenizer = load_tokenizer(folder)
     if settings.head == "yes_no":
         reranker = YesNoReranker(AutoModelForCausalLM.from_pretrained(folder), tokenizer, settings)
     else:
-        reranker = CrossEncoderReranker(AutoModelForSequenceClassification.from_pretrained(folder), tokenizer, settings)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, **({"num_labels": 1} if new_head else {}))
+        reranker = CrossEncoderReranker(model, tokenizer, settings)
     return reranker.to(device or default_device()).eval()

@@ -200,3 +200,29 @@ def test_reranker_trains_and_scores_through_the_cli(local_ray, tiny_reranker_dir
     scores = json.loads(scores_file.read_text())
     assert len(scores) == 2 and all(0.0 < s < 1.0 for s in scores)
     assert scores[0] > scores[1]
+
+
+def test_minilm_cross_encoder_trains_and_scores_through_the_cli(local_ray, minilm_dir, toy_pairs, tmp_path):
+    """The packaged all-MiniLM-L6-v2 (a bare BERT encoder) becomes a pair cross-encoder on 1 worker."""
+    from sentence_transformers import CrossEncoder
+
+    from embedforge.cli import main
+    from embedforge.models.reranker import CrossEncoderReranker, load_reranker
+
+    config = tiny_config(
+        minilm_dir, toy_pairs, tmp_path, "cross-encoder", kind="reranker", steps=8,
+        model={"max_length": 64}, loss={"reranker_loss": "listwise"}, optim={"lr": 1e-4}, scaling={"num_workers": 1},
+    )
+    result = from_training(config)
+    first, last = first_and_last_loss(result)
+    assert last < first, result.metrics
+    reranker = load_reranker(result.final_model, device="cpu")
+    assert isinstance(reranker, CrossEncoderReranker) and (reranker.settings.prompt_format, reranker.settings.max_length) == ("pair", 64)
+    documents = tmp_path / "docs.txt"
+    documents.write_text("tiger facts and tiger details\nunrelated text number 3\n")
+    scores_file = tmp_path / "scores.json"
+    assert main(["score", "--model", str(result.final_model), "--query", "what about tiger?", "--input", str(documents), "--output", str(scores_file)]) == 0
+    scores = json.loads(scores_file.read_text())
+    assert len(scores) == 2 and scores[0] > scores[1]
+    pairs = [("what about tiger?", "tiger facts and tiger details"), ("what about tiger?", "unrelated text number 3")]
+    np.testing.assert_allclose(scores, CrossEncoder(str(result.final_model), device="cpu").predict(pairs), atol=1e-5)

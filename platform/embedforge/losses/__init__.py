@@ -2,13 +2,14 @@
 
 from embedforge.losses.infonce import ImprovedInfoNCE
 from embedforge.losses.matryoshka import EmbeddingLoss, MatryoshkaLoss
-from embedforge.losses.reranker import ListwiseLoss, PointwiseYesNoLoss, yes_no_logit
+from embedforge.losses.reranker import ListwiseLoss, PointwiseLogitLoss, PointwiseYesNoLoss, yes_no_logit
 
 __all__ = [
     "EmbeddingLoss",
     "ImprovedInfoNCE",
     "ListwiseLoss",
     "MatryoshkaLoss",
+    "PointwiseLogitLoss",
     "PointwiseYesNoLoss",
     "yes_no_logit",
 ]

@@ -1,4 +1,4 @@
-"""Losses for the yes/no reranker, over next-token logits rather than models."""
+"""Reranker losses over next-token logits (yes/no judge) or relevance logits (cross-encoders), not models."""
 
 from __future__ import annotations
 
@@ -95,11 +95,60 @@ class PointwiseYesNoLoss(nn.Module):
         return F.cross_entropy(logits_last.float(), targets)
 
 
+class PointwiseLogitLoss(nn.Module):
+    r"""Binary cross-entropy on one relevance logit per (query, document) pair.
+
+    The pointwise loss of one-logit cross-encoders, whose score is ``sigmoid(s)``:
+
+    .. math::
+
+        L = -\frac{1}{N} \sum_i \big(y_i \log \sigma(s_i) + (1 - y_i) \log(1 - \sigma(s_i))\big)
+
+    It is :class:`PointwiseYesNoLoss` with ``restrict_to_yes_no=True`` once the judge's
+    ``logit_yes - logit_no`` is the relevance logit. Pairs are weighted equally, so with
+    one positive and K negatives per query the negatives carry K times the weight.
+
+    References:
+        - Passage Re-ranking with BERT (monoBERT), https://arxiv.org/abs/1901.04085
+
+    Requirements:
+        1. One logit per pair; binary labels.
+
+    Inputs:
+        +------------+--------+------------------------------+
+        | Argument   | Shape  | Meaning                      |
+        +============+========+==============================+
+        | ``scores`` | (N,)   | relevance logits             |
+        +------------+--------+------------------------------+
+        | ``labels`` | (N,)   | 1 relevant, 0 not relevant   |
+        +------------+--------+------------------------------+
+
+    Example:
+        ::
+
+            import torch
+            from embedforge.losses import PointwiseLogitLoss
+
+            scores = torch.tensor([4.0, -4.0], requires_grad=True)
+            loss = PointwiseLogitLoss()(scores, torch.tensor([1, 0]))
+            loss.backward()
+            assert 0 < loss.item() < 0.02
+    """
+
+    def forward(self, scores: Tensor, labels: Tensor) -> Tensor:
+        """Return the mean binary cross-entropy, a scalar."""
+        if scores.dim() != 1 or labels.shape != scores.shape:
+            raise ValueError(f"expected scores (N,) and labels (N,), got {tuple(scores.shape)} and {tuple(labels.shape)}")
+        if ((labels != 0) & (labels != 1)).any():
+            raise ValueError("labels must be 0 or 1")
+        return F.binary_cross_entropy_with_logits(scores.float(), labels.float())
+
+
 class ListwiseLoss(nn.Module):
     r"""Cross-entropy over one positive and n negatives per query, positive in column 0.
 
-    Each query's candidates are scored independently by the reranker, usually as
-    :func:`yes_no_logit`; the loss asks the positive to win a softmax over its list:
+    Each query's candidates are scored independently by the reranker, as
+    :func:`yes_no_logit` or a cross-encoder's one logit; the loss asks the positive to win a softmax over its list:
 
     .. math::
 

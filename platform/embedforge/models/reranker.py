@@ -5,6 +5,10 @@ exact Qwen3-Reranker prompt (``embedforge.prompts``). Only the document is trunc
 fixed prefix, query and suffix always survive. :meth:`YesNoReranker.export_sequence_classifier`
 folds the two LM-head rows into one ``w_yes - w_no`` classifier row, which servers load as a
 cross-encoder; :class:`CrossEncoderReranker` scores such folders and encoder cross-encoders.
+Both score ``sigmoid(logit)``, as sentence-transformers' ``CrossEncoder`` does for one label.
+
+Pair cross-encoders read ``(query, document)`` text pairs (``token_type_ids`` included for
+BERT-like tokenizers) and no instruction: the query goes in bare, in training and scoring.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from embedforge.config import ConfigModel
 from embedforge.models.embedder import default_device
@@ -54,21 +60,44 @@ def build_judge_inputs(
     instruction: str,
     max_length: int,
 ) -> dict[str, torch.Tensor]:
-    """Token ids of the judge prompt for each document, left padded, truncating documents only."""
-    prefix_ids = tokenizer(RERANK_PREFIX, add_special_tokens=False)["input_ids"]
-    suffix_ids = tokenizer(RERANK_SUFFIX, add_special_tokens=False)["input_ids"]
+    """Token ids of the judge prompt for each document, left padded, truncating documents only.
+
+    Each prompt is tokenised as one string, ``prefix + body + suffix``, so its ids equal the
+    released Qwen3-Reranker's (a document's first word keeps its merge with the space before
+    it). When a prompt is longer than ``max_length`` its document tokens are cut: they are
+    the ids between the longest common prefix with the tokenised text before the document
+    and the longest common suffix with the text after it.
+    """
     head_text, _, tail_text = rerank_body(query, "\0", instruction).partition("\0")
-    head_ids = tokenizer(head_text, add_special_tokens=False)["input_ids"]
-    tail_ids = tokenizer(tail_text, add_special_tokens=False)["input_ids"] if tail_text else []
-    fixed = len(prefix_ids) + len(head_ids) + len(tail_ids) + len(suffix_ids)
-    budget = max_length - fixed
-    if budget < 1:
+    before = tokenizer(RERANK_PREFIX + head_text, add_special_tokens=False)["input_ids"]
+    after = tokenizer(tail_text + RERANK_SUFFIX, add_special_tokens=False)["input_ids"]
+    fixed = len(before) + len(after)
+    if max_length - fixed < 1:
         raise ValueError(f"query and instruction take {fixed} tokens, leaving no room for documents in max_length={max_length}")
-    sequences = []
-    for document in documents:
-        document_ids = tokenizer(document, add_special_tokens=False)["input_ids"][:budget]
-        sequences.append(prefix_ids + head_ids + document_ids + tail_ids + suffix_ids)
-    return left_pad(sequences, tokenizer.pad_token_id)
+    prompts = [RERANK_PREFIX + head_text + document + tail_text + RERANK_SUFFIX for document in documents]
+    wholes = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
+    return left_pad([cut_document(ids, before, after, max_length) for ids in wholes], tokenizer.pad_token_id)
+
+
+def cut_document(ids: Sequence[int], before: Sequence[int], after: Sequence[int], max_length: int) -> list[int]:
+    """``ids`` with its document tokens (between ``before`` and ``after``) cut to fit ``max_length``."""
+    ids = list(ids)
+    if len(ids) <= max_length:
+        return ids
+    start = common_length(ids, before)
+    stop = len(ids) - common_length(ids[start:][::-1], after[::-1])
+    budget = max_length - (len(ids) - (stop - start))
+    return ids[:start] + ids[start : start + budget] + ids[stop:]
+
+
+def common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two id lists."""
+    count = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        count += 1
+    return count
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -189,6 +218,19 @@ class CrossEncoderReranker(nn.Module):
     def score(self, query: str, documents: Sequence[str], *, instruction: str | None = None, batch_size: int = 16) -> np.ndarray:
         return score_in_batches(self, query, documents, instruction, batch_size)
 
+    def save(self, folder: str | Path) -> Path:
+        """Write the classifier, tokenizer and settings; ``CrossEncoder(folder)`` scores the same.
+
+        The tokenizer is saved with ``model_max_length = settings.max_length`` so that
+        sentence-transformers truncates where this class does.
+        """
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        self.tokenizer.model_max_length = self.settings.max_length
+        self.tokenizer.save_pretrained(folder)
+        write_json(folder / SETTINGS_FILE, self.settings.model_dump())
+        return folder
+
 
 def score_in_batches(
     reranker: YesNoReranker | CrossEncoderReranker,
@@ -207,24 +249,51 @@ def score_in_batches(
     return scores
 
 
-def load_reranker(folder: str | Path, *, device: str | torch.device | None = None) -> YesNoReranker | CrossEncoderReranker:
-    """Load a reranker folder: a causal LM becomes the yes/no judge, a classifier a cross-encoder."""
+def is_encoder(config: PretrainedConfig) -> bool:
+    """Whether a model type is a bidirectional encoder: transformers knows it as a masked LM (BERT, RoBERTa, ...)."""
+    return config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def reranker_settings(folder: str | Path, *, new_head: bool = False) -> RerankerSettings:
+    """How the reranker in ``folder`` scores: its saved settings, or what its architecture implies.
+
+    A causal LM is a yes/no judge; a sequence classifier is a one-logit cross-encoder, over
+    the judge template for decoders and text pairs for encoders. With ``new_head`` a bare
+    encoder (``BertModel``, as sentence-transformers saves all-MiniLM-L6-v2) also counts: it
+    becomes a pair cross-encoder whose classifier head is new (the training base).
+    """
     folder = require_model_folder(folder)
     saved = read_json(folder / SETTINGS_FILE)
+    if saved is not None and saved.get("kind") == "reranker":
+        return RerankerSettings.model_validate(saved)
     config = AutoConfig.from_pretrained(folder)
     architectures = " ".join(config.architectures or [])
-    if saved is not None and saved.get("kind") == "reranker":
-        settings = RerankerSettings.model_validate(saved)
-    elif "ForSequenceClassification" in architectures:
-        is_decoder = "ForCausalLM" in architectures or config.model_type.startswith("qwen")
-        settings = RerankerSettings(head="classifier", prompt_format="qwen3" if is_decoder else "pair", max_length=512)
-    elif "ForCausalLM" in architectures:
-        settings = RerankerSettings()
-    else:
-        raise ValueError(f"{folder}: architectures {config.architectures} are neither a causal LM nor a sequence classifier")
+    if "ForSequenceClassification" in architectures:
+        prompt_format = "pair" if is_encoder(config) else "qwen3"
+        return RerankerSettings(head="classifier", prompt_format=prompt_format, max_length=512)
+    if "ForCausalLM" in architectures:
+        return RerankerSettings()
+    if is_encoder(config):
+        if not new_head:
+            raise ValueError(f"{folder}: a bare {config.model_type} encoder without a relevance head; train a reranker from it first (model.kind: reranker)")
+        return RerankerSettings(head="classifier", prompt_format="pair", max_length=min(512, getattr(config, "max_position_embeddings", 512)))
+    raise ValueError(f"{folder}: architectures {config.architectures} are neither a causal LM, a sequence classifier nor an encoder")
+
+
+def load_reranker(
+    folder: str | Path, *, device: str | torch.device | None = None, new_head: bool = False
+) -> YesNoReranker | CrossEncoderReranker:
+    """Load a reranker folder: a causal LM becomes the yes/no judge, a classifier a cross-encoder.
+
+    ``new_head=True`` (training bases) also loads a bare encoder as a cross-encoder with a
+    one-logit head that transformers initialises.
+    """
+    folder = require_model_folder(folder)
+    settings = reranker_settings(folder, new_head=new_head)
     tokenizer = load_tokenizer(folder)
     if settings.head == "yes_no":
         reranker = YesNoReranker(AutoModelForCausalLM.from_pretrained(folder), tokenizer, settings)
     else:
-        reranker = CrossEncoderReranker(AutoModelForSequenceClassification.from_pretrained(folder), tokenizer, settings)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, **({"num_labels": 1} if new_head else {}))
+        reranker = CrossEncoderReranker(model, tokenizer, settings)
     return reranker.to(device or default_device()).eval()

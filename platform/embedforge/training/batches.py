@@ -113,6 +113,33 @@ def tokenize_judge_groups(
     return {"input_ids": np.stack(groups_ids).astype(np.int64), "attention_mask": np.stack(groups_mask).astype(np.int64)}
 
 
+def tokenize_pair_groups(
+    tokenizer,
+    queries: Sequence[str],
+    positives: Sequence[str],
+    negatives: Sequence[Sequence[str]],
+    *,
+    max_length: int,
+) -> dict[str, np.ndarray]:
+    """Cross-encoder ``(query, document)`` pairs, each row's positive then its negatives: (B, 1 + K, L).
+
+    The same inputs :class:`embedforge.models.reranker.CrossEncoderReranker` builds to score
+    (bare query, only the document truncated, ``token_type_ids`` when the tokenizer makes
+    them), padded to ``max_length`` on the tokenizer's side.
+    """
+    b = len(queries)
+    k = len(negatives[0]) if b else 0
+    if any(len(row) != k for row in negatives):
+        raise ValueError("every row of a batch needs the same number of negatives")
+    flat_queries = [query for query in queries for _ in range(1 + k)]
+    flat_documents = [document for positive, row in zip(positives, negatives) for document in (positive, *row)]
+    encoded = tokenizer(
+        flat_queries, flat_documents, padding="max_length", truncation="only_second", max_length=max_length, return_tensors="np"
+    )
+    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded]
+    return {name: encoded[name].astype(np.int64).reshape(b, 1 + k, -1) for name in names}
+
+
 def _column(batch: dict[str, Any], name: str) -> list:
     return [value if not isinstance(value, np.ndarray) else value.tolist() for value in batch[name]]
 
@@ -141,15 +168,14 @@ class TokenizeEmbedderPairs:
 
 
 class TokenizeJudgeGroups:
-    """Ray Data stage: rows of pairs to yes/no reranker prompts, positive first."""
+    """Ray Data stage: rows of pairs to Qwen3 reranker prompts, positive first."""
 
     def __init__(self, model_dir: str, max_length: int):
-        from embedforge.models.folders import SETTINGS_FILE, read_json
-        from embedforge.models.reranker import RerankerSettings
+        from embedforge.models.reranker import reranker_settings
         from embedforge.tokenization import load_tokenizer
 
         self.tokenizer = load_tokenizer(model_dir)
-        self.settings = RerankerSettings.model_validate(read_json(Path(model_dir) / SETTINGS_FILE) or {})
+        self.settings = reranker_settings(model_dir, new_head=True)
         self.max_length = max_length
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -164,13 +190,37 @@ class TokenizeJudgeGroups:
         )
 
 
-def trim_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Drop the columns that are padding in every row (left or right padding), ``(..., L) -> (..., L')``."""
+class TokenizePairGroups:
+    """Ray Data stage: rows of pairs to cross-encoder text pairs, positive first (row instructions unused)."""
+
+    def __init__(self, model_dir: str, max_length: int):
+        from embedforge.tokenization import load_tokenizer
+
+        self.tokenizer = load_tokenizer(model_dir)
+        self.max_length = max_length
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        return tokenize_pair_groups(
+            self.tokenizer,
+            _column(batch, "query"),
+            _column(batch, "positive"),
+            _column(batch, "negatives"),
+            max_length=self.max_length,
+        )
+
+
+def used_span(attention_mask: torch.Tensor) -> slice:
+    """The columns of ``(..., L)`` rows that hold a real token in some row (left or right padding)."""
     used = attention_mask.reshape(-1, attention_mask.shape[-1]).any(dim=0).nonzero().flatten()
     if used.numel() == 0:
-        return input_ids, attention_mask
-    start, stop = int(used[0]), int(used[-1]) + 1
-    return input_ids[..., start:stop], attention_mask[..., start:stop]
+        return slice(None)
+    return slice(int(used[0]), int(used[-1]) + 1)
+
+
+def trim_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop the columns that are padding in every row (left or right padding), ``(..., L) -> (..., L')``."""
+    span = used_span(attention_mask)
+    return input_ids[..., span], attention_mask[..., span]
 
 
 def dataset_schedule(names: Sequence[str], weights: Sequence[float], steps: int, seed: int) -> list[str]:

@@ -37,7 +37,7 @@ def build_datasets(cfg: TrainConfig, base_dir: Path) -> tuple[dict, dict[str, in
     """Ray datasets of token columns, per-worker batches per epoch, and skipped-row counts."""
     import ray.data
 
-    from embedforge.training.batches import TokenizeEmbedderPairs, TokenizeJudgeGroups
+    from embedforge.training.batches import TokenizeEmbedderPairs, TokenizeJudgeGroups, TokenizePairGroups
 
     world, batch = cfg.scaling.num_workers, cfg.optim.batch_size
     if cfg.model.kind == "embedder":
@@ -46,7 +46,11 @@ def build_datasets(cfg: TrainConfig, base_dir: Path) -> tuple[dict, dict[str, in
         max_length = cfg.model.max_length or read_settings(base_dir).max_length
         stage, kwargs = TokenizeEmbedderPairs, {"query_max_length": cfg.model.query_max_length, "max_length": max_length}
     else:
-        stage, kwargs = TokenizeJudgeGroups, {"max_length": cfg.model.max_length or 1024}
+        from embedforge.models.reranker import reranker_settings
+
+        settings = reranker_settings(base_dir, new_head=True)
+        stage = TokenizePairGroups if settings.prompt_format == "pair" else TokenizeJudgeGroups
+        kwargs = {"max_length": cfg.model.max_length or settings.max_length}
     datasets, batches_per_epoch, skipped = {}, {}, {}
     for spec in cfg.data.datasets:
         rows = read_pair_rows(spec.path, num_negatives=cfg.data.num_negatives, instruction=spec.instruction)

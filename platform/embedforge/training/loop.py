@@ -89,8 +89,9 @@ def train_func(config: dict[str, Any]) -> None:
     torch.manual_seed(cfg.optim.seed)
 
     module = build_trainable(cfg, base_dir)
-    judge = getattr(module, "reranker", None)
-    loss_fn = build_loss(cfg, getattr(judge, "yes_id", None), getattr(judge, "no_id", None))
+    judge = getattr(module, "reranker", None)  # the yes/no judge; cross-encoders score without token ids
+    yes_id, no_id = getattr(judge, "yes_id", None), getattr(judge, "no_id", None)
+    loss_fn = build_loss(cfg, yes_id, no_id)
     strategy = build_strategy(module, cfg.strategy, cfg.optim)
 
     start_step = 0
@@ -115,7 +116,7 @@ def train_func(config: dict[str, Any]) -> None:
         name, batch = batches.batch(step)
         if cfg.model.kind == "reranker":
             with strategy.autocast():
-                loss = reranker_loss(strategy.model, loss_fn, batch, judge.yes_id, judge.no_id)
+                loss = reranker_loss(strategy.model, loss_fn, batch, yes_id, no_id)
             strategy.backward(loss)
         elif cfg.strategy.grad_cache_chunk_size:
             loss = grad_cache_embedder_step(

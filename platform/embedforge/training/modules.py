@@ -3,7 +3,14 @@
 :func:`build_trainable` loads the base model, applies gradient checkpointing and LoRA, and
 returns an ``nn.Module`` whose ``forward(input_ids, attention_mask)`` is what the loss
 needs: embeddings ``(B, D)`` for the embedder, last-position logits ``(B, V)`` for the
-reranker. DDP and DeepSpeed wrap exactly this module, so their hooks see every forward.
+yes/no reranker, one relevance logit ``(B,)`` for a cross-encoder reranker (which also
+takes ``token_type_ids``). DDP and DeepSpeed wrap exactly this module, so their hooks see
+every forward.
+
+A reranker base is a yes/no judge when it is a causal LM, and a cross-encoder when it is a
+sequence classifier or a bare encoder (a model type transformers knows as a masked LM,
+e.g. all-MiniLM-L6-v2's ``BertModel``), whose one-logit head transformers initialises
+(:func:`embedforge.models.reranker.reranker_settings`).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from embedforge.models.reranker import CrossEncoderReranker
 from embedforge.training.config import LoraSection, TrainConfig
 
 
@@ -27,22 +35,32 @@ class JudgeLogits(nn.Module):
         return self.reranker.judge_logits(input_ids, attention_mask)
 
 
-def apply_lora(model: nn.Module, lora: LoraSection) -> nn.Module:
-    """Wrap a Hugging Face model in peft LoRA adapters; only the adapters train."""
+def apply_lora(model: nn.Module, lora: LoraSection, modules_to_save: list[str] | None = None) -> nn.Module:
+    """Wrap a Hugging Face model in peft LoRA adapters; only the adapters (and ``modules_to_save``) train."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules)
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        modules_to_save=modules_to_save,
+    )
     return get_peft_model(model, config)
 
 
 def backbone_of(module: nn.Module) -> nn.Module:
     """The Hugging Face model inside a trainable module."""
-    return module.reranker.model if isinstance(module, JudgeLogits) else module.backbone
+    if isinstance(module, JudgeLogits):
+        return module.reranker.model
+    return module.model if isinstance(module, CrossEncoderReranker) else module.backbone
 
 
 def set_backbone(module: nn.Module, backbone: nn.Module) -> None:
     if isinstance(module, JudgeLogits):
         module.reranker.model = backbone
+    elif isinstance(module, CrossEncoderReranker):
+        module.model = backbone
     else:
         module.backbone = backbone
 
@@ -58,18 +76,18 @@ def build_trainable(config: TrainConfig, base_dir: str | Path, *, for_training: 
     else:
         from embedforge.models.reranker import YesNoReranker, load_reranker
 
-        reranker = load_reranker(base_dir, device="cpu")
-        if not isinstance(reranker, YesNoReranker):
-            raise ValueError(f"{base_dir}: reranker training needs a yes/no causal LM, not a sequence classifier")
+        reranker = load_reranker(base_dir, device="cpu", new_head=True)
         if config.model.max_length is not None:
             reranker.settings = reranker.settings.model_copy(update={"max_length": config.model.max_length})
-        module = JudgeLogits(reranker)
+        module = JudgeLogits(reranker) if isinstance(reranker, YesNoReranker) else reranker
     backbone = backbone_of(module)
     if for_training and config.strategy.gradient_checkpointing:
         backbone.config.use_cache = False
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.strategy.lora is not None:
-        set_backbone(module, apply_lora(backbone, config.strategy.lora))
+        # A cross-encoder's head (often new) must train too, beside the adapters.
+        head = ["classifier", "score", "pooler"] if isinstance(module, CrossEncoderReranker) else None
+        set_backbone(module, apply_lora(backbone, config.strategy.lora, modules_to_save=head))
     return module.train()
 
 

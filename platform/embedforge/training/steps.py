@@ -15,8 +15,8 @@ from typing import Callable, ContextManager
 import torch
 from torch import Tensor, nn
 
-from embedforge.losses import ListwiseLoss, PointwiseYesNoLoss, yes_no_logit
-from embedforge.training.batches import trim_padding
+from embedforge.losses import ListwiseLoss, PointwiseLogitLoss, PointwiseYesNoLoss, yes_no_logit
+from embedforge.training.batches import trim_padding, used_span
 
 
 def embed(model: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -116,26 +116,42 @@ def _set_rng_state(state, device: torch.device) -> None:
         torch.cuda.set_rng_state(cuda, device)
 
 
-def reranker_loss(model: nn.Module, loss_fn: nn.Module, batch: dict[str, Tensor], yes_id: int, no_id: int) -> Tensor:
-    """Pointwise yes/no or listwise loss over groups of (positive, negatives) prompts ``(B, G, L)``."""
+def group_inputs(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The reranker's model inputs: ``(B, G, L)`` token columns as ``(B * G, L')``, padding columns trimmed."""
+    span = used_span(batch["attention_mask"])
+    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in batch]
+    return {name: batch[name].flatten(0, 1)[:, span] for name in names}
+
+
+def reranker_loss(
+    model: nn.Module, loss_fn: nn.Module, batch: dict[str, Tensor], yes_id: int | None = None, no_id: int | None = None
+) -> Tensor:
+    """Pointwise or listwise loss over groups of (positive, negatives) inputs ``(B, G, L)``, positive first.
+
+    With ``yes_id``/``no_id`` the model is the yes/no judge and returns last-position logits
+    ``(B * G, V)``; without them it is a cross-encoder and returns one relevance logit per
+    pair, ``(B * G,)``.
+    """
     b, g, _ = batch["input_ids"].shape
-    ids, mask = trim_padding(batch["input_ids"].flatten(0, 1), batch["attention_mask"].flatten(0, 1))
-    logits = model(ids, mask)  # (B * G, V)
+    output = model(**group_inputs(batch))  # (B * G, V) judge logits or (B * G,) scores
     if isinstance(loss_fn, ListwiseLoss):
-        return loss_fn(yes_no_logit(logits, yes_id, no_id).view(b, g))  # scores (B, G), positive first
-    labels = torch.zeros(b, g, dtype=torch.long, device=logits.device)
+        scores = output if yes_id is None else yes_no_logit(output, yes_id, no_id)
+        return loss_fn(scores.view(b, g))  # scores (B, G), positive first
+    labels = torch.zeros(b, g, dtype=torch.long, device=output.device)
     labels[:, 0] = 1
-    return loss_fn(logits, labels.flatten())
+    return loss_fn(output, labels.flatten())
 
 
 def build_loss(config, yes_id: int | None = None, no_id: int | None = None) -> nn.Module:
-    """The loss module a :class:`TrainConfig` asks for."""
+    """The loss module a :class:`TrainConfig` asks for; a reranker without yes/no ids is a cross-encoder."""
     from embedforge.losses import ImprovedInfoNCE, MatryoshkaLoss
 
     section = config.loss
     if config.model.kind == "reranker":
         if section.reranker_loss == "listwise":
             return ListwiseLoss(section.listwise_temperature)
+        if yes_id is None:
+            return PointwiseLogitLoss()
         return PointwiseYesNoLoss(yes_id, no_id, restrict_to_yes_no=section.restrict_to_yes_no)
     loss = ImprovedInfoNCE(
         temperature=section.temperature,

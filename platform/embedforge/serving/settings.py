@@ -64,6 +64,24 @@ class ServeSettings(ConfigModel):
         return self
 
 
+def settings_problems(settings: ServeSettings) -> list[str]:
+    """``field: reason`` for each model or key file that is missing or of the wrong kind; loads nothing."""
+    from embedforge.models.folders import require_kind
+    from embedforge.models.registry import resolve_model
+
+    problems = []
+    for field, kind in (("embedder", "embedder"), ("reranker", "reranker")):
+        reference = getattr(settings, field)
+        if reference is not None:
+            try:
+                require_kind(resolve_model(reference), kind)
+            except (OSError, ValueError) as error:
+                problems.append(f"{field}: {error}")
+    if settings.api_key_file is not None and not settings.api_key_file.is_file():
+        problems.append(f"api_key_file: {settings.api_key_file} does not exist")
+    return problems
+
+
 def model_name(reference: str | Path, given: str | None) -> str:
     """The public model name: the given one, else the folder's (or packaged model's) name."""
     return given or Path(str(reference).rstrip("/")).name

@@ -46,8 +46,7 @@ def server(local_ray, minilm_dir, tiny_reranker_dir, tmp_path_factory):
     key_file = tmp_path_factory.mktemp("keys") / "keys.txt"
     key_file.write_text(KEY + "\n")
     settings = {
-        "embedder": str(minilm_dir),
-        "embedder_name": "all-MiniLM-L6-v2",
+        "embedder": str(minilm_dir),  # the packaged MiniLM's folder: served under its packaged names
         "reranker": str(tiny_reranker_dir),
         "reranker_name": "tiny-reranker",
         "max_inputs": 64,
@@ -135,6 +134,21 @@ def test_rerank_scores_equal_embedforge_score(client, tiny_reranker_dir, tmp_pat
     top = client.post("/v1/rerank", json={"query": QUERY, "documents": documents, "top_n": 2, "model": "tiny-reranker"}).json()
     assert [r["index"] for r in top["results"]] == [r["index"] for r in results[:2]]
     assert "document" not in top["results"][0]
+
+
+def test_every_listed_model_id_and_the_tei_and_cohere_spellings_work(client, embedder):
+    ids = [card["id"] for card in client.get("/v1/models").json()["data"]]
+    assert ids == ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "tiny-reranker"]
+    expected = embedder.encode([QUERY], query=True)[0]
+    for extra in ({"input_type": "search_query"}, {"prompt_name": "query"}, {"input_type": "query"}):
+        response = client.post("/v1/embeddings", json={"model": ids[1], "input": [QUERY], **extra})
+        assert response.status_code == 200, response.text
+        assert response.json()["model"] == "all-MiniLM-L6-v2"
+        np.testing.assert_allclose(response.json()["data"][0]["embedding"], expected, atol=1e-5)
+    for input_type in ("search_document", "classification", "clustering"):
+        assert client.post("/v1/embeddings", json={"model": ids[0], "input": [QUERY], "input_type": input_type}).status_code == 200
+    bad = client.post("/v1/embeddings", json={"model": ids[0], "input": [QUERY], "prompt_name": "passage"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt_name"
 
 
 def test_models_health_and_openapi(client):

@@ -12,7 +12,7 @@ from embedforge.config import ConfigError, parse_config
 from embedforge.serving.batching import TokenRow, batch_cost, length_groups, length_order, pad_rows, unpad
 from embedforge.serving.keys import bearer_token, digest, is_authorized, load_key_digests
 from embedforge.serving.schemas import encode_embedding, ranked_results, truncate_rows
-from embedforge.serving.settings import ServeSettings, model_name
+from embedforge.serving.settings import ServeSettings, model_name, served_names
 
 
 def test_batch_cost_counts_padded_tokens_and_caps_rows_through_the_slot():
@@ -133,3 +133,16 @@ def test_forward_queue_hands_a_failed_pass_to_its_callers_and_keeps_serving():
         return await queue.run([TokenRow([1])])
 
     assert asyncio.run(scenario()) == [0]
+
+
+def test_served_names_are_meaningful_by_default(tmp_path, minilm_dir):
+    assert served_names("all-MiniLM-L6-v2", minilm_dir) == ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"]
+    assert served_names("sentence-transformers/all-MiniLM-L6-v2", minilm_dir)[0] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert served_names(str(minilm_dir), minilm_dir) == ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"]
+    merged = tmp_path / "quickstart" / "merge-0123456789" / "model"
+    merged.mkdir(parents=True)
+    assert served_names(str(merged), merged) == ["quickstart/merge", "model"]
+    plain = tmp_path / "my-embedder"
+    assert served_names(f"{plain}/", plain) == ["my-embedder"]
+    assert served_names(str(merged), merged, "public") == ["public"]
+    assert served_names("tiny-qwen3-embedder", tmp_path / "cache" / "tiny-qwen3-embedder") == ["tiny-qwen3-embedder"]

@@ -167,24 +167,28 @@ def _normalised_weights(weights: Sequence[float] | None, n: int) -> list[float]:
     return [w / total for w in weights]
 
 
-def _check_compatible(state_dicts: Sequence[StateDict]) -> None:
-    """Raise ValueError naming the first key whose presence or shape differs."""
+def _check_compatible(state_dicts: Sequence[StateDict], names: Sequence[str] | None = None) -> None:
+    """Raise ValueError naming the first key whose presence or shape differs, and where.
+
+    ``names`` label the state dicts in the message (their folders); default ``state dict i``.
+    """
+    names = list(names) if names is not None else [f"state dict {index}" for index in range(len(state_dicts))]
     reference = state_dicts[0]
     for index, sd in enumerate(state_dicts[1:], start=1):
         missing = sorted(set(reference) - set(sd))
         extra = sorted(set(sd) - set(reference))
         if missing or extra:
             key = (missing or extra)[0]
-            where = f"state dict {index}" if missing else "state dict 0"
+            where = names[index] if missing else names[0]
             raise ValueError(
-                f"key {key!r} is missing from {where} ({len(missing)} missing from "
-                f"state dict {index}, {len(extra)} only there); merging needs identical keys"
+                f"{names[0]} and {names[index]} do not fit: key {key!r} is missing from {where} ({len(missing)} missing from "
+                f"{names[index]}, {len(extra)} only there); merging needs identical keys"
             )
         for key, tensor in reference.items():
             if sd[key].shape != tensor.shape:
                 raise ValueError(
-                    f"key {key!r} has shape {tuple(tensor.shape)} in state dict 0 but "
-                    f"{tuple(sd[key].shape)} in state dict {index}"
+                    f"key {key!r} has shape {tuple(tensor.shape)} in {names[0]} but "
+                    f"{tuple(sd[key].shape)} in {names[index]}"
                 )
 
 
@@ -257,6 +261,7 @@ def merge_checkpoints(
     if output_dir.exists() and any(output_dir.iterdir()):
         raise FileExistsError(f"output folder {output_dir} is not empty")
     state_dicts = [load_checkpoint_weights(folder) for folder in checkpoint_dirs]
+    _check_compatible(state_dicts, [str(folder) for folder in checkpoint_dirs])
     merged = merge_state_dicts(state_dicts, weights, method)
     output_dir.mkdir(parents=True, exist_ok=True)
     _copy_non_weight_files(checkpoint_dirs[0], output_dir)

@@ -14,11 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from embedforge.config import load_config
+    from embedforge.config import ConfigError, load_config
+    from embedforge.pipeline.checks import check_pipeline
     from embedforge.pipeline.config import PipelineConfig
     from embedforge.pipeline.run import run_pipeline
 
     config = load_config(args.config, PipelineConfig)
+    problems = check_pipeline(config)
+    if problems:
+        raise ConfigError("\n".join(f"{args.config}: {problem}" for problem in problems))
     if args.keep_serving and config.serve is not None:
         config = config.model_copy(update={"serve": config.serve.model_copy(update={"keep_alive": True})})
     run_pipeline(config)

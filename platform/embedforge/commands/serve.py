@@ -12,6 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="a Serve config YAML (as for `serve run`), e.g. cluster/serve.yaml")
     parser.add_argument("--embedder", default=None, help="embedder folder, or a packaged model name such as all-MiniLM-L6-v2")
     parser.add_argument("--reranker", default=None, help="reranker folder (optional)")
+    parser.add_argument("--served-model-name", default=None, help="the embedder's `model` name in requests (default: packaged name, run/stage, or folder name)")
+    parser.add_argument("--served-reranker-name", default=None, help="the reranker's `model` name in requests (default as for the embedder)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 to listen on all interfaces")
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default 8000, or the config's http_options.port)")
     parser.add_argument("--api-key-file", type=Path, default=None, help="file of bearer keys, one per line; EMBEDFORGE_API_KEYS also works")
@@ -23,14 +25,33 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    import ray
-    import yaml
-
-    from embedforge.serving.app import deploy_config, start_local, stop_local
-    from embedforge.serving.settings import ServeSettings
+    from embedforge.config import ConfigError, read_yaml_mapping
+    from embedforge.serving.settings import ServeSettings, settings_problems
 
     if (args.config is None) == (args.embedder is None):
         raise ValueError("give exactly one of --config or --embedder")
+    if args.config is not None:
+        config = read_yaml_mapping(args.config)
+        if args.port is not None:
+            config.setdefault("http_options", {})["port"] = args.port
+        problems = [] if args.address else [f"{args.config}: {problem}" for problem in config_problems(config)]
+    else:
+        settings = ServeSettings(
+            embedder=args.embedder,
+            reranker=args.reranker,
+            embedder_name=args.served_model_name,
+            reranker_name=args.served_reranker_name,
+            api_key_file=args.api_key_file,
+            over_length=args.over_length,
+        )
+        problems = settings_problems(settings)
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+    import ray
+
+    from embedforge.serving.app import deploy_config, start_local, stop_local
+
     ray.init(address=args.address, configure_logging=False)
     # After ray.init, which installs its own SIGTERM handler that would exit without stopping Serve.
     stop = threading.Event()
@@ -38,14 +59,8 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         if args.config is not None:
-            config = yaml.safe_load(args.config.read_text())
-            if args.port is not None:
-                config.setdefault("http_options", {})["port"] = args.port
             urls = list(deploy_config(config).values())
         else:
-            settings = ServeSettings(
-                embedder=args.embedder, reranker=args.reranker, api_key_file=args.api_key_file, over_length=args.over_length
-            )
             urls = [start_local(settings, host=args.host, port=args.port or 8000)]
         print(f"serving {', '.join(urls)}  (OpenAPI at {urls[0].rstrip('/')}/openapi.json; Ctrl-C stops)", flush=True)
         while not stop.wait(0.5):
@@ -56,3 +71,22 @@ def run(args: argparse.Namespace) -> int:
         ray.shutdown()
     print("stopped", flush=True)
     return 0
+
+
+def config_problems(config: dict) -> list[str]:
+    """Problems with the embedforge applications of a Serve config, found without starting Ray."""
+    from embedforge.config import ConfigError, parse_config
+    from embedforge.serving.settings import ServeSettings, settings_problems
+
+    problems = []
+    for index, application in enumerate(config.get("applications") or []):
+        if not isinstance(application, dict) or not str(application.get("import_path", "")).startswith("embedforge."):
+            continue
+        where = f"applications.{index}.args"
+        try:
+            settings = parse_config(dict(application.get("args") or {}), ServeSettings, where)
+        except ConfigError as error:
+            problems += str(error).splitlines()
+            continue
+        problems += [f"{where}.{problem}" for problem in settings_problems(settings)]
+    return problems

@@ -13,9 +13,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from embedforge.config import ConfigError
+    from embedforge.inputs import input_problems
     from embedforge.training import MergeConfig, load_stage_config, run_merge, run_training
 
     config = load_stage_config(args.config)
+    problems = input_problems(config)
+    if problems:
+        raise ConfigError("\n".join(f"{args.config}: {problem}" for problem in problems))
     if isinstance(config, MergeConfig):
         print(f"merged {len(config.checkpoints)} checkpoints ({config.method}) into {run_merge(config)}")
         return 0

@@ -33,6 +33,7 @@ from embedforge.serving.schemas import (
     ErrorResponse,
     ModelCard,
     ModelList,
+    QUERY_INPUT_TYPES,
     RerankRequest,
     RerankResponse,
     RerankUsage,
@@ -197,12 +198,15 @@ class Ingress:
         self,
         embedder: DeploymentHandle,
         reranker: DeploymentHandle | None,
-        embedder_name: str,
-        reranker_name: str | None,
+        embedder_names: list[str],
+        reranker_names: list[str] | None,
         limits: Limits,
     ):
         self.embedder, self.reranker = embedder, reranker
-        self.embedder_name, self.reranker_name = embedder_name, reranker_name
+        # Requests may use any of a model's names; responses carry the first.
+        self.embedder_names, self.reranker_names = list(embedder_names), list(reranker_names or [])
+        self.embedder_name = self.embedder_names[0]
+        self.reranker_name = self.reranker_names[0] if self.reranker_names else None
         self.limits = limits
         self._info: dict[str, dict] = {}
         api.state.limits = limits
@@ -216,7 +220,7 @@ class Ingress:
     @api.post("/v1/embeddings", response_model=EmbeddingResponse, responses=ERRORS, summary="Create embeddings (OpenAI-compatible)")
     async def embeddings(self, body: EmbeddingRequest) -> Response:
         texts = [body.input] if isinstance(body.input, str) else body.input
-        if body.model != self.embedder_name:
+        if body.model not in self.embedder_names:
             raise APIError(404, f"The model '{body.model}' does not exist; this server embeds with '{self.embedder_name}'.", param="model", code="model_not_found")
         self.check_count(texts, "input")
         info = await self.info("embedder")
@@ -224,7 +228,7 @@ class Ingress:
             check_dimensions(body.dimensions, info["dimensions"])
         except ValueError as error:
             raise APIError(400, str(error), param="dimensions", code="invalid_value") from None
-        query = body.input_type == "query" or body.instruction is not None
+        query = body.input_type in QUERY_INPUT_TYPES or body.prompt_name == "query" or body.instruction is not None
         vectors, tokens = await call_model(self.embedder.embed.remote(texts, query, body.instruction))
         vectors = truncate_rows(vectors, body.dimensions)
         data = [Embedding(index=index, embedding=encode_embedding(vector, body.encoding_format)) for index, vector in enumerate(vectors)]
@@ -234,7 +238,7 @@ class Ingress:
     async def rerank(self, body: RerankRequest) -> Response:
         if self.reranker is None:
             raise APIError(404, "This server has no reranker.", param="model", code="model_not_found")
-        if body.model is not None and body.model != self.reranker_name:
+        if body.model is not None and body.model not in self.reranker_names:
             raise APIError(404, f"The model '{body.model}' does not exist; this server reranks with '{self.reranker_name}'.", param="model", code="model_not_found")
         documents = [document if isinstance(document, str) else document.text for document in body.documents]
         self.check_count(documents, "documents")
@@ -244,9 +248,9 @@ class Ingress:
 
     @api.get("/v1/models", response_model=ModelList, summary="The served models")
     async def models(self) -> ModelList:
-        cards = [ModelCard(id=self.embedder_name, **card_fields(await self.info("embedder")))]
+        cards = [ModelCard(id=name, **card_fields(await self.info("embedder"))) for name in self.embedder_names]
         if self.reranker is not None:
-            cards.append(ModelCard(id=self.reranker_name, **card_fields(await self.info("reranker"))))
+            cards += [ModelCard(id=name, **card_fields(await self.info("reranker"))) for name in self.reranker_names]
         return ModelList(data=cards)
 
     @api.get("/health", summary="Liveness and readiness: 200 once every model deployment answers")

@@ -20,7 +20,7 @@ from embedforge.models.registry import resolve_model
 from embedforge.serving.api import Ingress, Limits
 from embedforge.serving.deployments import EmbedderDeployment, RerankerDeployment
 from embedforge.serving.keys import load_key_digests
-from embedforge.serving.settings import ServeSettings, model_name
+from embedforge.serving.settings import ServeSettings, served_names
 
 APP_NAME = "embedforge"
 
@@ -41,8 +41,8 @@ def build_app(args: dict[str, Any] | ServeSettings) -> Application:
     return Ingress.bind(
         embedder,
         reranker,
-        model_name(settings.embedder, settings.embedder_name),
-        model_name(settings.reranker, settings.reranker_name) if settings.reranker else None,
+        served_names(settings.embedder, embedder_path, settings.embedder_name),
+        served_names(settings.reranker, reranker_path, settings.reranker_name) if reranker_path else None,
         limits,
     )
 

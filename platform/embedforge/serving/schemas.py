@@ -14,6 +14,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 
+QUERY_INPUT_TYPES = frozenset({"query", "search_query"})
+"""``input_type`` values that embed texts as queries (embedforge's and Cohere's spellings)."""
+
+
 class Request(BaseModel):
     """Unknown fields are ignored, as OpenAI-compatible servers do (clients send extras)."""
 
@@ -26,10 +30,14 @@ class EmbeddingRequest(Request):
     dimensions: int | None = Field(None, description="Matryoshka size: keep the first `dimensions` components, re-normalised.")
     encoding_format: Literal["float", "base64"] = Field("float", description="`base64`: little-endian float32 bytes.")
     user: str | None = Field(None, description="Accepted for compatibility; unused.")
-    input_type: Literal["query", "document"] = Field(
+    input_type: Literal["query", "document", "search_query", "search_document", "classification", "clustering"] = Field(
         "document",
         description="embedforge extension. `query` wraps each text in the query template with `instruction` "
-        "(or the model's default instruction); `document` embeds texts as they are.",
+        "(or the model's default instruction); `document` embeds texts as they are. Cohere's spellings work too: "
+        "`search_query` is `query`; `search_document`, `classification` and `clustering` are `document`.",
+    )
+    prompt_name: Literal["query", "document"] | None = Field(
+        None, description="TEI / sentence-transformers spelling: `query` is `input_type=query`; `document` changes nothing."
     )
     instruction: str | None = Field(
         None, description="embedforge extension. The task instruction for queries; giving one implies `input_type=query`."

@@ -7,6 +7,7 @@ these settings only say what to load and how requests are checked and batched.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -40,7 +41,7 @@ class ServeSettings(ConfigModel):
     reranker: str | None = None
     """Reranker folder; without it ``/v1/rerank`` answers 404."""
     embedder_name: str | None = None
-    """The ``model`` name clients send; defaults to the folder's name."""
+    """The ``model`` name clients send (then the only one); default: see :func:`served_names`."""
     reranker_name: str | None = None
     embedder_batching: BatchSettings = BatchSettings()
     reranker_batching: BatchSettings = BatchSettings(max_batch_size=32)
@@ -64,6 +65,64 @@ class ServeSettings(ConfigModel):
         return self
 
 
+def settings_problems(settings: ServeSettings) -> list[str]:
+    """``field: reason`` for each model or key file that is missing or of the wrong kind; loads nothing."""
+    from embedforge.models.folders import require_kind
+    from embedforge.models.registry import resolve_model
+
+    problems = []
+    for field, kind in (("embedder", "embedder"), ("reranker", "reranker")):
+        reference = getattr(settings, field)
+        if reference is not None:
+            try:
+                require_kind(resolve_model(reference), kind)
+            except (OSError, ValueError) as error:
+                problems.append(f"{field}: {error}")
+    if settings.api_key_file is not None and not settings.api_key_file.is_file():
+        problems.append(f"api_key_file: {settings.api_key_file} does not exist")
+    return problems
+
+
+PIPELINE_STAGE_FOLDER = re.compile(r"^(?P<stage>[a-z][a-z0-9_]*)-[0-9a-f]{10}$")
+"""A pipeline stage's folder, ``<run_dir>/<stage>-<key>`` (``embedforge.pipeline.stages``)."""
+
+
+def served_names(reference: str | Path, folder: str | Path, given: str | None = None) -> list[str]:
+    """Every ``model`` name a request may use for one served model; responses carry the first.
+
+    A given name is the only one. Otherwise, in order: a packaged model's names
+    (``all-MiniLM-L6-v2``, ``sentence-transformers/all-MiniLM-L6-v2``; also when its folder is
+    given), a built tiny model's name, ``<run>/<stage>`` for a pipeline result (a folder inside
+    ``<run_dir>/<stage>-<key>/``), and the folder's own name (what was served before, so
+    existing clients keep working) except for packaged models, whose folder is just ``model``.
+    """
+    if given:
+        return [given]
+    from embedforge.models.registry import BUILT_MODELS, PACKAGED_MODELS, resolve_model
+
+    text = str(reference).rstrip("/")
+    folder = Path(folder).resolve()
+    packaged = [name for name in PACKAGED_MODELS if name == text or _same_folder(resolve_model, name, folder)]
+    names = sorted(packaged, key=lambda name: (name != text, len(name)))
+    if text in BUILT_MODELS:
+        names.append(text)
+    for part in (folder, *folder.parents):
+        match = PIPELINE_STAGE_FOLDER.match(part.name)
+        if match and part.parent.name:
+            names.append(f"{part.parent.name}/{match['stage']}")
+            break
+    if not packaged:
+        names.append(Path(text).name)
+    return list(dict.fromkeys(names))
+
+
+def _same_folder(resolve_model, name: str, folder: Path) -> bool:
+    try:
+        return Path(resolve_model(name)).resolve() == folder
+    except FileNotFoundError:
+        return False
+
+
 def model_name(reference: str | Path, given: str | None) -> str:
-    """The public model name: the given one, else the folder's (or packaged model's) name."""
-    return given or Path(str(reference).rstrip("/")).name
+    """The name responses carry: the given one, else the first of :func:`served_names`."""
+    return served_names(reference, reference, given)[0]

@@ -29,6 +29,30 @@ class TaskUnavailableError(ValueError):
     """A task name that is unknown, or whose data this machine cannot load."""
 
 
+def mteb_task(name: str) -> AbsTask:
+    """mteb's task of that name, its data not loaded; an unknown name is a :class:`TaskUnavailableError`."""
+    import mteb
+
+    try:
+        return mteb.get_task(name)
+    except (KeyError, ValueError) as error:
+        raise TaskUnavailableError(
+            f"unknown task {name!r}: not an offline task ({', '.join(OFFLINE_TASKS)}) nor an mteb task ({error})"
+        ) from None
+
+
+def check_task_names(names: list[str]) -> list[str]:
+    """One problem per unknown task name, without loading any data (quick checks before a run)."""
+    problems = []
+    for name in names:
+        if name not in OFFLINE_TASKS:
+            try:
+                mteb_task(name)
+            except TaskUnavailableError as error:
+                problems.append(str(error))
+    return problems
+
+
 def build_task(name: str, limits: TaskLimits | None = None) -> AbsTask:
     """An offline task with its limits, else mteb's task of that name, its data loaded.
 
@@ -37,14 +61,7 @@ def build_task(name: str, limits: TaskLimits | None = None) -> AbsTask:
     limits = limits or TaskLimits()
     if name in OFFLINE_TASKS:
         return OFFLINE_TASKS[name](limits)
-    import mteb
-
-    try:
-        task = mteb.get_task(name)
-    except (KeyError, ValueError) as error:
-        raise TaskUnavailableError(
-            f"unknown task {name!r}: not an offline task ({', '.join(OFFLINE_TASKS)}) nor an mteb task ({error})"
-        ) from None
+    task = mteb_task(name)
     try:
         task.load_data()
     except Exception as error:  # datasets raises many types for "no network"; all mean the same here
@@ -55,4 +72,4 @@ def build_task(name: str, limits: TaskLimits | None = None) -> AbsTask:
     return task
 
 
-__all__ = ["OFFLINE_TASKS", "TaskLimits", "TaskUnavailableError", "build_task"]
+__all__ = ["OFFLINE_TASKS", "TaskLimits", "TaskUnavailableError", "build_task", "check_task_names", "mteb_task"]

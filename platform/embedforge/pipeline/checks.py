@@ -1,0 +1,91 @@
+"""Checks of a whole pipeline config before anything runs: one line per problem.
+
+:func:`check_pipeline` finds in a second what would otherwise fail hours into a run:
+
+- stage references (``@stage``) that name no stage, a stage that is not configured, the
+  stage itself, or a stage that runs later (stages run in the order ``PipelineConfig``
+  declares its sections, so these checks cover any section added there);
+- evaluation task names that are neither offline tasks nor mteb tasks;
+- input files, folders and models that must exist before the run (those a stage
+  produces are references, and are checked as references);
+- a ``run_dir`` that cannot be written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from typing import Any, Iterator
+
+from pydantic import BaseModel
+
+from embedforge.pipeline.references import OWN_FOLDER
+
+
+def section_names(config_cls: type[BaseModel]) -> list[str]:
+    """The fields of ``config_cls`` that hold a stage's config, in declaration (= run) order."""
+    return [name for name, field in config_cls.model_fields.items() if _holds_model(field.annotation)]
+
+
+def _holds_model(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_holds_model(argument) for argument in typing.get_args(annotation))
+
+
+def references_in(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """``(field path, stage name)`` for every ``@stage`` reference in a config dump."""
+    if isinstance(value, str):
+        if value.startswith("@") and value != OWN_FOLDER:
+            yield path, value[1:]
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from references_in(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from references_in(item, f"{path}.{index}")
+
+
+def reference_problems(config: BaseModel) -> list[str]:
+    """One line per reference that would not resolve when its stage runs."""
+    names = section_names(type(config))
+    problems = []
+    for position, name in enumerate(names):
+        section = getattr(config, name)
+        if section is None:
+            continue
+        for path, target in references_in(section.model_dump(mode="json"), name):
+            reference = f"{path}: reference '@{target}'"
+            if target == name:
+                problems.append(f"{reference} is the stage itself; use '{OWN_FOLDER}' for its own folder")
+            elif target not in names:
+                close = difflib.get_close_matches(target, names, n=1)
+                hint = f"; did you mean '@{close[0]}'?" if close else f" (stages: {', '.join(names)})"
+                problems.append(f"{reference} names no stage{hint}")
+            elif names.index(target) > position:
+                problems.append(f"{reference} names a stage that runs later (stages run in the order {', '.join(names)})")
+            elif getattr(config, target) is None:
+                problems.append(f"{reference} names a stage that is not configured in this file")
+    return problems
+
+
+def check_pipeline(config: BaseModel) -> list[str]:
+    """Every problem of a pipeline config that can be found without running a stage, one line each."""
+    from embedforge.eval.runner import EvaluationSettings
+    from embedforge.eval.tasks import check_task_names
+    from embedforge.inputs import input_problems
+    from embedforge.outputs import check_writable
+
+    problems = reference_problems(config)
+    for name in section_names(type(config)):
+        section = getattr(config, name)
+        if section is None:
+            continue
+        if isinstance(section, EvaluationSettings):
+            problems += [f"{name}.tasks: {problem}" for problem in check_task_names(section.tasks)]
+        problems += input_problems(section, f"{name}.")
+    try:
+        check_writable(config.run_dir)
+    except OSError as error:
+        problems.append(f"run_dir: {error}")
+    return problems

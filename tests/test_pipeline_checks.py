@@ -34,7 +34,7 @@ def test_shipped_pipeline_configs_have_no_problems(tiny, tmp_path):
 
 def test_sections_are_stages_in_declaration_order():
     names = section_names(PipelineConfig)
-    assert names[:4] == ["synthesize", "filter", "mine_synthetic", "mine_labelled"]
+    assert names[:5] == ["weak", "synthesize", "filter", "mine_synthetic", "mine_labelled"]
     assert names.index("stage1") < names.index("stage2") < names.index("merge") < names.index("reranker")
     assert "run_dir" not in names and "local_ray_cpus" not in names
 

@@ -73,3 +73,15 @@ def test_a_second_run_skips_every_stage(tiny_run):
     again = run_pipeline(config, log=lines.append)
     assert all(result.skipped for result in again.values())
     assert {name: result.folder for name, result in again.items()} == {name: result.folder for name, result in first.items()}
+
+
+def test_every_result_path_the_docs_name_exists_after_a_run(tiny_run):
+    """README, docs and cluster manifests name results as ``runs/quickstart/<name>``: each must exist after a run."""
+    import re
+
+    config, _, _ = tiny_run
+    texts = [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md"), *(REPO_ROOT / "cluster").glob("*.yaml")]
+    named = {match for path in texts for match in re.findall(r"runs/(?:quickstart|qwen3-0\.6b|minilm-scifact)/([\w.-]+)", path.read_text())}
+    assert {"final", "reranker", "report.md"} <= named
+    missing = [name for name in sorted(named) if not (Path(config.run_dir) / name).exists()]
+    assert missing == []

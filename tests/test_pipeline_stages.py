@@ -69,3 +69,19 @@ def test_run_report_compares_models_and_shows_the_reranker_as_its_own_row(tmp_pa
     assert "| scifact-dev | main_score | 0.6100 | 0.6600 | 0.7000 |" in report
     assert "**stage1**: not trained: no training rows" in report
     assert (tmp_path / "comparison.png").stat().st_size > 1000
+
+
+def test_merge_names_its_ingredients_or_takes_stage2_checkpoints():
+    from embedforge.config import ConfigError, parse_config
+    from embedforge.pipeline.config import PipelineConfig
+
+    stage2 = {"stage": 2, "model": {"kind": "embedder", "base": "all-MiniLM-L6-v2"}, "data": {"datasets": [{"name": "a", "path": "x.jsonl"}]},
+              "optim": {"steps": 4}, "run": {"merge_steps": [2, 4]}}
+    default = parse_config({"run_dir": "r", "stage2": stage2}, PipelineConfig, "p.yaml")
+    assert default.merge.models is None
+    named = parse_config({"run_dir": "r", "stage2": {**stage2, "run": {}}, "merge": {"models": ["@stage2", "all-MiniLM-L6-v2"], "weights": [0.8, 0.2]}}, PipelineConfig, "p.yaml")
+    assert named.merge.models == ["@stage2", "all-MiniLM-L6-v2"]
+    with pytest.raises(ConfigError, match="one weight per merge.models entry"):
+        parse_config({"run_dir": "r", "stage2": stage2, "merge": {"models": ["@stage2", "@stage1"], "weights": [1.0]}}, PipelineConfig, "p.yaml")
+    with pytest.raises(ConfigError, match="merge_steps must name at least two steps"):
+        parse_config({"run_dir": "r", "stage2": {**stage2, "run": {}}}, PipelineConfig, "p.yaml")

@@ -80,14 +80,18 @@ def train(config: "TrainConfig", folder: Path) -> dict:
 
 
 def merge_from(stage2: StageResult) -> Callable[["MergeSection", Path], dict]:
-    """Stage 3 over the checkpoints stage 2 kept for merging."""
+    """Stage 3 over ``section.models`` (references already resolved), else the checkpoints stage 2 kept."""
 
     def merge(section: "MergeSection", folder: Path) -> dict:
+        from embedforge.models.registry import resolve_model
         from embedforge.training import MergeConfig, run_merge
 
-        candidates = [path for _, path in sorted(stage2.summary["merge_candidates"].items(), key=lambda item: int(item[0]))]
+        if section.models is not None:
+            candidates = [str(resolve_model(model)) for model in section.models]
+        else:
+            candidates = [path for _, path in sorted(stage2.summary["merge_candidates"].items(), key=lambda item: int(item[0]))]
         config = MergeConfig(stage=3, checkpoints=candidates, weights=section.weights, method=section.method, output=folder / "model")
-        return {"output": str(run_merge(config)), "checkpoints": candidates, "method": section.method}
+        return {"output": str(run_merge(config)), "checkpoints": candidates, "weights": section.weights, "method": section.method}
 
     return merge
 

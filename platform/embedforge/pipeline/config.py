@@ -27,11 +27,20 @@ TRAIN_STAGES = ("stage1", "stage2", "reranker")
 
 
 class MergeSection(ConfigModel):
-    """Stage 3: merge the checkpoints stage 2 kept at ``run.merge_steps``."""
+    """Stage 3: merge checkpoints into the final model.
+
+    By default the checkpoints stage 2 kept at ``run.merge_steps``. ``models`` names other
+    ingredients instead: models from different stages or data (``"@stage2"``, ``"@stage1"``),
+    or the base model (a folder or packaged name), as LM-Cocktail merges a fine-tuned model
+    with its base.
+    """
 
     method: Literal["slerp", "linear"] = "slerp"
+    models: list[str] | None = Field(None, min_length=2)
+    """Models to merge, in merge order (stage references, folders or packaged names);
+    ``None`` merges stage 2's ``run.merge_steps`` checkpoints, oldest first."""
     weights: list[float] | None = None
-    """One weight per kept checkpoint, oldest first; ``None`` weighs them equally."""
+    """One weight per ingredient; ``None`` weighs them equally."""
 
 
 class ServeSection(ConfigModel):
@@ -90,8 +99,11 @@ class PipelineConfig(ConfigModel):
             raise ValueError("stage1 must be a stage-1 embedder config")
         if self.reranker is not None and self.reranker.model.kind != "reranker":
             raise ValueError("reranker must be a reranker config")
-        if len(self.stage2.run.merge_steps) < 2:
-            raise ValueError("stage2.run.merge_steps must name at least two steps to merge in stage 3")
-        if self.merge.weights is not None and len(self.merge.weights) != len(self.stage2.run.merge_steps):
-            raise ValueError("merge.weights needs one weight per stage2.run.merge_steps entry")
+        if self.merge.models is None:
+            if len(self.stage2.run.merge_steps) < 2:
+                raise ValueError("stage2.run.merge_steps must name at least two steps to merge in stage 3 (or set merge.models)")
+            if self.merge.weights is not None and len(self.merge.weights) != len(self.stage2.run.merge_steps):
+                raise ValueError("merge.weights needs one weight per stage2.run.merge_steps entry")
+        elif self.merge.weights is not None and len(self.merge.weights) != len(self.merge.models):
+            raise ValueError("merge.weights needs one weight per merge.models entry")
         return self

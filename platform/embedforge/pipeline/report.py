@@ -33,7 +33,7 @@ def stage_lines(summaries: Mapping[str, Mapping[str, Any]]) -> list[str]:
             counts = {key: stats[key] for key in ("attempted", "accepted", "kept", "pairs", "rejected", "removed") if key in stats}
             lines.append(f"- **{name}**: {json.dumps(counts)}; output `{summary['output']}`")
         elif name == "merge":
-            lines.append(f"- **merge**: {summary['method']} of {len(summary['checkpoints'])} stage-2 checkpoints -> `{summary['output']}`")
+            lines.append(f"- **merge**: {summary['method']} of {summary['checkpoints']} (weights {summary.get('weights') or 'equal'}) -> `{summary['output']}`")
     return lines
 
 

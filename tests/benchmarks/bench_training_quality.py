@@ -54,10 +54,10 @@ def mine_train_split(corpus_file: Path, output_dir: Path) -> Path:
     return output_dir
 
 
-def sentence_transformers_mnrl(base: Path, rows: list[dict], cfg, output: Path) -> tuple[Path, float]:
+def sentence_transformers_mnrl(base: Path, rows: list[dict], cfg, output: Path, negatives: int = 1) -> tuple[Path, float]:
     """The standard ``MultipleNegativesRankingLoss`` fine-tune on the same rows; returns (folder, samples/s).
 
-    Each row is (query, positive, its first negative); the global batch, steps, learning
+    Each row is (query, positive, its first ``negatives`` hard negatives); the global batch, steps, learning
     rate, schedule, max length and temperature (MNRL's ``scale`` = 1 / temperature) are
     ``cfg``'s. Samples/s is the steady state after the first ``cfg.run.log_every`` steps,
     the window embedforge's loop also leaves out.
@@ -75,9 +75,9 @@ def sentence_transformers_mnrl(base: Path, rows: list[dict], cfg, output: Path) 
 
     model = SentenceTransformer(str(base), device="cpu")
     model.max_seq_length = cfg.model.max_length
-    data = Dataset.from_dict(
-        {"anchor": [r["query"] for r in rows], "positive": [r["positive"] for r in rows], "negative": [r["negatives"][0] for r in rows]}
-    )
+    columns = {"anchor": [r["query"] for r in rows], "positive": [r["positive"] for r in rows]}
+    columns.update({f"negative_{k + 1}": [r["negatives"][k] for r in rows] for k in range(negatives)})
+    data = Dataset.from_dict(columns)
     global_batch = cfg.optim.batch_size * cfg.scaling.num_workers
     args = SentenceTransformerTrainingArguments(
         output_dir=str(output / "st-trainer"),

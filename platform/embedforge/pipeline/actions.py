@@ -97,7 +97,7 @@ def merge_from(stage2: StageResult) -> Callable[["MergeSection", Path], dict]:
 
 
 def models_to_compare(pipeline: "Pipeline") -> dict[str, str]:
-    """Base, stage 1 (when it trained), stage 2 and merged models, by label."""
+    """Base, stage 1 (when it trained), stage 2 (and from the base, when configured) and merged models, by label."""
     from embedforge.models.registry import resolve_model
 
     first = pipeline.config.stage1 or pipeline.config.stage2
@@ -105,6 +105,8 @@ def models_to_compare(pipeline: "Pipeline") -> dict[str, str]:
     if pipeline.results.get("stage1") and pipeline.results["stage1"].summary.get("trained"):
         models["stage1"] = pipeline.output("stage1")
     models["stage2"] = pipeline.output("stage2")
+    if pipeline.results.get("stage2_from_base") and pipeline.results["stage2_from_base"].summary.get("trained"):
+        models["stage2_from_base"] = pipeline.output("stage2_from_base")
     models["merged"] = pipeline.output("merge")
     return models
 

@@ -23,7 +23,7 @@ from embedforge.synthesis.weak import WeakConfig
 from embedforge.training.config import TrainConfig
 
 DATA_STAGES = ("weak", "synthesize", "filter", "mine_synthetic", "mine_labelled")
-TRAIN_STAGES = ("stage1", "stage2", "reranker")
+TRAIN_STAGES = ("stage1", "stage2", "stage2_from_base", "reranker")
 
 
 class MergeSection(ConfigModel):
@@ -70,6 +70,10 @@ class PipelineConfig(ConfigModel):
     mine_labelled: MiningConfig | None = None
     stage1: TrainConfig | None = None
     stage2: TrainConfig
+    stage2_from_base: TrainConfig | None = None
+    """Stage 2 again, started from the base model rather than from stage 1: a second merge
+    ingredient trained on the same data from another start (``merge.models: ["@stage2",
+    "@stage2_from_base"]``), the diversity that makes a merge beat its ingredients."""
     merge: MergeSection = MergeSection()
     reranker: TrainConfig | None = None
     evaluation: EvaluationSettings = EvaluationSettings()
@@ -97,6 +101,8 @@ class PipelineConfig(ConfigModel):
             raise ValueError("stage2 must be a stage-2 embedder config")
         if self.stage1 is not None and (self.stage1.stage != 1 or self.stage1.model.kind != "embedder"):
             raise ValueError("stage1 must be a stage-1 embedder config")
+        if self.stage2_from_base is not None and (self.stage2_from_base.stage != 2 or self.stage2_from_base.model.kind != "embedder"):
+            raise ValueError("stage2_from_base must be a stage-2 embedder config")
         if self.reranker is not None and self.reranker.model.kind != "reranker":
             raise ValueError("reranker must be a reranker config")
         if self.merge.models is None:

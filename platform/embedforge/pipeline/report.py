@@ -25,7 +25,7 @@ def comparison_runs(results: Mapping[str, Mapping[str, Mapping[str, float]]]) ->
 def stage_lines(summaries: Mapping[str, Mapping[str, Any]]) -> list[str]:
     lines = []
     for name, summary in summaries.items():
-        if name in ("stage1", "stage2", "reranker"):
+        if name in ("stage1", "stage2", "stage2_from_base", "reranker"):
             status = "trained" if summary.get("trained") else f"not trained: {summary.get('reason')}"
             lines.append(f"- **{name}**: {status}; usable rows per dataset {json.dumps(summary.get('rows', {}))}; model `{summary['output']}`")
         elif "stats" in summary:

@@ -67,6 +67,7 @@ def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> 
     pipeline.stage("mine_labelled", config.mine_labelled, actions.mine)
     pipeline.stage("stage1", config.stage1, actions.train)
     pipeline.stage("stage2", config.stage2, actions.train)
+    pipeline.stage("stage2_from_base", config.stage2_from_base, actions.train)
     pipeline.stage("merge", config.merge, actions.merge_from(pipeline.results["stage2"]), extra_upstream=("stage2",))
     pipeline.stage("reranker", config.reranker, actions.train)
     models = actions.models_to_compare(pipeline)
@@ -74,7 +75,7 @@ def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> 
         "evaluate",
         config.evaluation,
         actions.evaluate_models(models, reranker=pipeline.output("reranker")),
-        extra_upstream=tuple(name for name in ("stage1", "stage2", "merge", "reranker") if name in pipeline.results),
+        extra_upstream=tuple(name for name in ("stage1", "stage2", "stage2_from_base", "merge", "reranker") if name in pipeline.results),
     )
     report = actions.write_run_report(pipeline)
     log(f"run report: {report}")

@@ -76,6 +76,9 @@ class OptimSection(ConfigModel):
     batch_size: int = Field(8, ge=1)
     """Queries per worker per step; the contrastive batch is ``batch_size * num_workers``."""
     lr: float = Field(2e-5, gt=0)
+    head_lr: float | None = Field(None, gt=0)
+    """Learning rate of a relevance head the base lacks (a cross-encoder's new ``classifier``);
+    ``None`` uses ``lr``. At ``lr`` a head initialised near zero barely moves in a short run."""
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(0, ge=0)
     schedule: Literal["linear", "cosine", "constant"] = "linear"

@@ -50,9 +50,22 @@ def lr_lambda(optim: OptimSection):
     return factor
 
 
+HEAD_PARTS = ("model.classifier.", "model.score.", ".pooler.")
+"""Parameter names of a cross-encoder's relevance head: BERT's ``classifier`` and ``pooler``
+(neither is in a sentence-transformers encoder), a decoder classifier's ``score``."""
+
+
+def is_head(name: str) -> bool:
+    return name.startswith(HEAD_PARTS[:2]) or HEAD_PARTS[2] in name
+
+
 def make_optimizer(module: nn.Module, optim: OptimSection) -> torch.optim.Optimizer:
-    params = [p for p in module.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    """AdamW over the trainable parameters; a relevance head gets ``optim.head_lr`` when set."""
+    named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+    head = [p for name, p in named if optim.head_lr is not None and is_head(name)]
+    body = [p for name, p in named if not (optim.head_lr is not None and is_head(name))]
+    groups = [{"params": body, "lr": optim.lr}] + ([{"params": head, "lr": optim.head_lr}] if head else [])
+    return torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay)
 
 
 class DDPStrategy:

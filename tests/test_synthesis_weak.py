@@ -21,7 +21,7 @@ from embedforge.cli import main
 from embedforge.config import ConfigError, load_config, parse_config
 from embedforge.synthesis.corpus import CorpusConfig, read_passages
 from embedforge.synthesis.shards import PAIR_SCHEMA, REJECT_SCHEMA, read_pairs, read_rejected
-from embedforge.synthesis.weak import WeakConfig, WeakRules, run_weak, split_sentences, weak_pairs, weak_rules
+from embedforge.synthesis.weak import WeakConfig, WeakRules, split_sentences, weak_pairs, weak_rules
 
 REPO = Path(__file__).resolve().parents[1]
 SCIFACT = "${EMBEDFORGE_DATA}/retrieval/scifact/corpus.jsonl"

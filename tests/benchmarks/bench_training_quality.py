@@ -34,6 +34,25 @@ TRAIN_PRESET = ROOT / "jobs/configs/embedder_minilm_cpu.yaml"
 MINING_PRESET = ROOT / "jobs/configs/mine_scifact_train.yaml"
 
 
+def scifact_benchmark_split():
+    """SciFact with the project's fixed split, and the benchmark's corpus subset.
+
+    Returns ``(corpus, queries, qrels, train_ids, dev_ids, subset)``: ``subset`` is every
+    judged document plus ``OTHER_DOCS`` seeded-random others (1,565 abstracts), the corpus
+    every CPU quality benchmark scores the dev queries against.
+    """
+    from embedforge.data.beir import load_corpus, load_qrels, load_queries
+    from embedforge.data.splits import split_ids
+    from embedforge.paths import shared_data_dir
+
+    scifact = shared_data_dir() / "retrieval" / "scifact"
+    corpus, queries, qrels = load_corpus(scifact / "corpus.jsonl"), load_queries(scifact / "queries.jsonl"), load_qrels(scifact / "qrels" / "train.tsv")
+    train_ids, dev_ids = split_ids(qrels)
+    judged = sorted({doc_id for judgements in qrels.values() for doc_id in judgements if doc_id in corpus})
+    others = random.Random(13).sample(sorted(set(corpus) - set(judged)), OTHER_DOCS)
+    return corpus, queries, qrels, train_ids, dev_ids, {doc_id: corpus[doc_id] for doc_id in judged + others}
+
+
 def write_corpus_subset(corpus: dict, doc_ids: list[str], path: Path) -> Path:
     """A BEIR corpus file holding only ``doc_ids``."""
     with path.open("w") as handle:
@@ -116,11 +135,8 @@ def main() -> None:
     import ray
 
     from embedforge.config import parse_config, read_yaml_mapping
-    from embedforge.data.beir import load_corpus, load_qrels, load_queries
-    from embedforge.data.splits import split_ids
     from embedforge.merge import merge_checkpoints
     from embedforge.models.registry import resolve_model
-    from embedforge.paths import shared_data_dir
     from embedforge.session import ensure_ray
     from embedforge.training import run_training
     from embedforge.training.config import TrainConfig
@@ -129,12 +145,7 @@ def main() -> None:
 
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench-training-"))
-    scifact = shared_data_dir() / "retrieval" / "scifact"
-    corpus, queries, qrels = load_corpus(scifact / "corpus.jsonl"), load_queries(scifact / "queries.jsonl"), load_qrels(scifact / "qrels" / "train.tsv")
-    train_ids, dev_ids = split_ids(qrels)
-    judged = sorted({doc_id for judgements in qrels.values() for doc_id in judgements if doc_id in corpus})
-    others = random.Random(13).sample(sorted(set(corpus) - set(judged)), OTHER_DOCS)
-    subset = {doc_id: corpus[doc_id] for doc_id in judged + others}
+    corpus, queries, qrels, train_ids, dev_ids, subset = scifact_benchmark_split()
     dev_qrels = {query_id: qrels[query_id] for query_id in dev_ids}
 
     ensure_ray(num_cpus=4)

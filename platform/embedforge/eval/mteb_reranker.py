@@ -4,7 +4,8 @@ This implements mteb's ``SearchProtocol`` (``index`` then ``search``) rather tha
 cross-encoder protocol: mteb only sends a cross-encoder the candidates of a *reranking*
 task's ``top_ranked`` lists, while here the candidates come from our own first stage, on
 any retrieval task. ``search`` returns the ``rerank_top_k`` candidates with reranker
-probabilities as scores, so metrics past 100 (``recall_at_1000``) equal those at 100.
+logits as scores (the order of the probabilities, without float32 ties where a listwise
+head's sigmoids round to 1.0), so metrics past 100 (``recall_at_1000``) equal those at 100.
 
 The reranker reads the task's query instruction (falling back to its own default), the
 raw query text, and the document text as mteb builds it (``title + " " + text``).
@@ -95,6 +96,6 @@ class RerankingSearch:
         results = {}
         for row, query_id in enumerate(query_ids):
             documents = [self.corpus_texts[index] for index in candidates[row]]
-            scores = self.reranker.score(query_texts[row], documents, instruction=rerank_instruction, batch_size=self.batch_size)
+            scores = self.reranker.score(query_texts[row], documents, instruction=rerank_instruction, batch_size=self.batch_size, logits=True)
             results[query_id] = {self.corpus_ids[index]: float(score) for index, score in zip(candidates[row], scores)}
         return results

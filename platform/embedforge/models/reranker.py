@@ -150,9 +150,11 @@ class YesNoReranker(nn.Module):
         )
 
     @torch.inference_mode()
-    def score(self, query: str, documents: Sequence[str], *, instruction: str | None = None, batch_size: int = 16) -> np.ndarray:
-        """Relevance probabilities ``sigmoid(logit_yes - logit_no)``, in document order."""
-        return score_in_batches(self, query, documents, instruction, batch_size)
+    def score(
+        self, query: str, documents: Sequence[str], *, instruction: str | None = None, batch_size: int = 16, logits: bool = False
+    ) -> np.ndarray:
+        """Relevance probabilities ``sigmoid(logit_yes - logit_no)`` (or the logits), in document order."""
+        return score_in_batches(self, query, documents, instruction, batch_size, logits=logits)
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
@@ -215,8 +217,10 @@ class CrossEncoderReranker(nn.Module):
         )
 
     @torch.inference_mode()
-    def score(self, query: str, documents: Sequence[str], *, instruction: str | None = None, batch_size: int = 16) -> np.ndarray:
-        return score_in_batches(self, query, documents, instruction, batch_size)
+    def score(
+        self, query: str, documents: Sequence[str], *, instruction: str | None = None, batch_size: int = 16, logits: bool = False
+    ) -> np.ndarray:
+        return score_in_batches(self, query, documents, instruction, batch_size, logits=logits)
 
     def save(self, folder: str | Path) -> Path:
         """Write the classifier, tokenizer and settings; ``CrossEncoder(folder)`` scores the same.
@@ -238,14 +242,21 @@ def score_in_batches(
     documents: Sequence[str],
     instruction: str | None,
     batch_size: int,
+    *,
+    logits: bool = False,
 ) -> np.ndarray:
-    """``sigmoid`` of the reranker's relevance logits, batch by batch, in document order."""
+    """``sigmoid`` of the reranker's relevance logits (or the logits), batch by batch, in document order.
+
+    Rank by ``logits=True``: the order is the same, but a listwise-trained head has no fixed
+    offset, so its logits can sit where float32 sigmoids round to exactly 1.0 and tie.
+    """
     reranker.eval()
     scores = np.zeros(len(documents), dtype=np.float32)
     for start in range(0, len(documents), batch_size):
         batch = reranker.build_inputs(query, documents[start : start + batch_size], instruction)
         batch = {key: value.to(reranker.device) for key, value in batch.items()}
-        scores[start : start + batch_size] = torch.sigmoid(reranker(**batch).float()).cpu().numpy()
+        values = reranker(**batch).float()
+        scores[start : start + batch_size] = (values if logits else torch.sigmoid(values)).cpu().numpy()
     return scores
 
 

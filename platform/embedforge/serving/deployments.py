@@ -185,7 +185,7 @@ class RerankerDeployment:
         for group in length_groups(rows):
             batch = pad_rows([rows[i] for i in group], self.tokenizer.pad_token_id, self.padding_side)
             batch = {key: value.to(self.reranker.device) for key, value in batch.items()}
-            scores = torch.sigmoid(self.reranker(**batch).float()).cpu().tolist()  # (B,)
+            scores = torch.sigmoid(self.reranker(**batch).double()).cpu().tolist()  # (B,), float64: no ties at 1.0
             for index, score in zip(group, scores):
                 output[index] = score
         return output

@@ -1,0 +1,376 @@
+"""Recipe ablations for the CPU preset, in one process: which weak stage, loss terms and merge help MiniLM on SciFact.
+
+Each variant trains all-MiniLM-L6-v2 with embedforge's own parts (``Embedder``,
+``tokenize_pairs``, ``ImprovedInfoNCE``, ``merge_state_dicts``) in a plain loop, without
+Ray, so one variant costs minutes, and evaluates nDCG@10 on the SciFact dev split over the
+benchmark's 1,565-document subset (``bench_training_quality.py``'s: every judged document
+plus 1,000 seeded others) at max length 128, and STSb-dev Spearman on 500 pairs.
+
+Data: the labelled train split (``split_ids``) with one hard negative per pair mined by the
+base model over the whole corpus (top 50, judged documents excluded, score < 0.95 x the
+positive's: the ``mine_scifact_train.yaml`` rule); weak pairs from the SciFact corpus
+itself (``embedforge.synthesis.weak``-style title and inverse-cloze pairs, no labels).
+
+Run: PYTHONPATH=$PWD/platform:$PWD python tests/benchmarks/ablation_minilm.py VARIANT [VARIANT ...]
+Results accumulate in ``bench-out/ablation/results.json``; ``--list`` shows the variants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
+OUT = ROOT / "bench-out" / "ablation"
+EVAL_MAX_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One training phase: which rows, how long, how fast, which loss terms."""
+
+    data: str  # "labelled" | "weak-ict" | "weak-title" | "weak-mix"
+    epochs: float
+    lr: float
+    batch_size: int = 16
+    negatives: int = 1
+    temperature: float = 0.05
+    qq: bool = True
+    dd: bool = True
+    mask_same_query: bool = True
+    max_length: int = 96
+    seed: int = 0
+    weak_pairs: int = 2000
+
+
+@dataclass(frozen=True)
+class Variant:
+    phases: tuple[Phase, ...]
+    merge: tuple = ()
+    """``(("with", other_variant, weight), ...)``: slerp this variant's final model with others'."""
+    keep_epochs: tuple[int, ...] = ()
+    note: str = ""
+
+
+SFT = Phase("labelled", epochs=1.5, lr=3e-5)
+VARIANTS: dict[str, Variant] = {
+    "sft": Variant((SFT,), note="stage 2 only, improved InfoNCE, 1.5 epochs, lr 3e-5"),
+    "sft-3ep": Variant((replace(SFT, epochs=3.0),), note="stage 2 only, 3 epochs"),
+    "sft-3ep-lr5": Variant((replace(SFT, epochs=3.0, lr=5e-5),), note="stage 2 only, 3 epochs, lr 5e-5"),
+    "sft-plain": Variant((replace(SFT, qq=False, dd=False),), note="stage 2 only, query-query and doc-doc terms off"),
+    "sft-nomask": Variant((replace(SFT, mask_same_query=False),), note="stage 2 only, same-query rows not masked"),
+    "sft-neg3": Variant((replace(SFT, negatives=3),), note="stage 2 only, 3 hard negatives per query"),
+    "sft-3ep-neg3": Variant((replace(SFT, epochs=3.0, negatives=3),), note="stage 2 only, 3 epochs, 3 hard negatives"),
+    "ict+sft-3ep": Variant((Phase("weak-ict", epochs=1.0, lr=1e-5, negatives=0), replace(SFT, epochs=3.0)), note="weak ICT stage 1, then 3-epoch stage 2"),
+    "sft-seed1": Variant((replace(SFT, seed=1),), note="stage 2 only, another data order"),
+    "ict+sft": Variant((Phase("weak-ict", epochs=1.0, lr=1e-5, negatives=0), SFT), note="weak ICT stage 1 (2000 pairs, lr 1e-5), then stage 2"),
+    "title+sft": Variant((Phase("weak-title", epochs=1.0, lr=1e-5, negatives=0), SFT), note="weak title stage 1, then stage 2"),
+    "mix+sft": Variant((Phase("weak-mix", epochs=1.0, lr=1e-5, negatives=0), SFT), note="weak title+ICT stage 1, then stage 2"),
+}
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z0-9])", text) if s.strip()]
+
+
+def weak_rows(corpus, kind: str, count: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    doc_ids = sorted(corpus)
+    rng.shuffle(doc_ids)
+    rows = []
+    for doc_id in doc_ids:
+        doc = corpus[doc_id]
+        kinds = {"weak-ict": ["ict"], "weak-title": ["title"], "weak-mix": [rng.choice(["ict", "title"])]}[kind]
+        for k in kinds:
+            if k == "title" and doc.title:
+                rows.append({"query": doc.title, "positive": doc.text, "negatives": [], "qid": doc_id})
+            elif k == "ict":
+                sentences = split_sentences(doc.text)
+                if len(sentences) < 3:
+                    continue
+                i = rng.randrange(len(sentences))
+                rest = sentences if rng.random() < 0.1 else sentences[:i] + sentences[i + 1 :]
+                rows.append({"query": sentences[i], "positive": " ".join(rest), "negatives": [], "qid": doc_id})
+        if len(rows) >= count:
+            break
+    return rows
+
+
+def labelled_rows(corpus, queries, qrels, train_ids, cache: Path) -> list[dict]:
+    """Train-split pairs with one base-model hard negative each (cached)."""
+    if cache.exists():
+        return [json.loads(line) for line in cache.read_text().splitlines()]
+    from embedforge.models.embedder import Embedder
+    from embedforge.models.registry import resolve_model
+
+    base = Embedder.load(resolve_model("all-MiniLM-L6-v2"), device="cpu")
+    base.settings = base.settings.model_copy(update={"max_length": EVAL_MAX_LENGTH})
+    doc_ids = sorted(corpus)
+    doc_vectors = base.encode([corpus[d].full_text for d in doc_ids], batch_size=64, show_progress=True)
+    rows = []
+    for qid in train_ids:
+        q = base.encode([queries[qid]])[0]
+        scores = doc_vectors @ q
+        order = np.argsort(-scores)[:50]
+        judged = set(qrels[qid])
+        for pos_id in sorted(judged):
+            if pos_id not in corpus:
+                continue
+            pos_score = float(scores[doc_ids.index(pos_id)])
+            negs = [doc_ids[j] for j in order if doc_ids[j] not in judged and scores[j] < 0.95 * pos_score]
+            if not negs:
+                continue
+            rows.append({"query": queries[qid], "positive": corpus[pos_id].full_text, "negatives": [corpus[n].full_text for n in negs[:3]], "qid": qid})
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def train_phase(model, rows: list[dict], phase: Phase) -> list[dict]:
+    from embedforge.losses import ImprovedInfoNCE
+    from embedforge.training.batches import text_id, tokenize_pairs, trim_padding
+
+    torch.manual_seed(phase.seed)
+    rows = [row for row in rows if len(row["negatives"]) >= phase.negatives]
+    loss_fn = ImprovedInfoNCE(temperature=phase.temperature, use_query_query=phase.qq, use_doc_doc=phase.dd)
+    steps = max(1, int(phase.epochs * len(rows) / phase.batch_size))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=phase.lr, weight_decay=0.01)
+    warmup = max(1, steps // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
+    rng = random.Random(phase.seed)
+    order: list[int] = []
+    model.train()
+    log = []
+    started = time.perf_counter()
+    for step in range(steps):
+        if len(order) < phase.batch_size:
+            epoch = list(range(len(rows)))
+            rng.shuffle(epoch)
+            order += epoch
+        batch = [rows[i] for i in order[: phase.batch_size]]
+        del order[: phase.batch_size]
+        cols = tokenize_pairs(
+            model.tokenizer, [r["query"] for r in batch], [None] * len(batch), [r["positive"] for r in batch],
+            [r["negatives"][: phase.negatives] for r in batch], query_template=model.settings.query_template,
+            default_instruction=None, query_max_length=64, max_length=phase.max_length,
+        )
+        t = {k: torch.as_tensor(v) for k, v in cols.items()}
+        emb = lambda ids, mask: model(*trim_padding(ids, mask))
+        q = emb(t["query_input_ids"], t["query_attention_mask"])
+        d = emb(t["positive_input_ids"], t["positive_attention_mask"])
+        negatives, negative_ids = None, None
+        if phase.negatives:
+            b, k, length = t["negative_input_ids"].shape
+            negatives = emb(t["negative_input_ids"].view(b * k, length), t["negative_attention_mask"].view(b * k, length)).view(b, k, -1)
+            negative_ids = t["negative_ids"]
+        kwargs = {}
+        if phase.mask_same_query:
+            kwargs["query_ids"] = torch.tensor([text_id(r["qid"]) for r in batch])
+        loss = loss_fn(q, d, negatives, positive_ids=t["positive_ids"], negative_ids=negative_ids, **kwargs)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        if step % 20 == 0 or step == steps - 1:
+            log.append({"step": step + 1, "loss": float(loss), "seconds": round(time.perf_counter() - started, 1)})
+            print(f"  {phase.data} step {step + 1}/{steps} loss {float(loss):.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
+    model.eval()
+    return log
+
+
+def evaluate(model, subset, queries, dev_qrels, sts_pairs) -> dict:
+    from scipy.stats import spearmanr
+
+    from embedforge.eval.retrieval import evaluate_retrieval
+
+    saved = model.settings
+    model.settings = saved.model_copy(update={"max_length": EVAL_MAX_LENGTH})
+    ndcg = evaluate_retrieval(model, subset, queries, dev_qrels, batch_size=64)["ndcg_at_10"]
+    a = model.encode([p[0] for p in sts_pairs], batch_size=64)
+    b = model.encode([p[1] for p in sts_pairs], batch_size=64)
+    sts = float(spearmanr((a * b).sum(-1), [p[2] for p in sts_pairs]).statistic)
+    model.settings = saved
+    return {"ndcg_at_10": round(float(ndcg), 4), "stsb_spearman": round(sts, 4)}
+
+
+def load_sts(n: int = 500) -> list[tuple[str, str, float]]:
+    from embedforge.paths import shared_data_dir
+
+    pairs = []
+    for line in (shared_data_dir() / "sts" / "stsbenchmark" / "sts-dev.csv").read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 7:
+            pairs.append((parts[5], parts[6], float(parts[4])))
+    return random.Random(13).sample(pairs, n)
+
+
+def reranker_variant(name: str, labelled: list[dict], base_dir: Path, subset, queries, dev_qrels) -> dict:
+    """``rerank:EMBEDDER:MAXLEN:EPOCHS:HEAD_LR``: a MiniLM cross-encoder (new head, listwise, 3 negatives) reranking the saved embedder's top 20."""
+    from embedforge.eval.metrics import retrieval_scores
+    from embedforge.eval.retrieval import search
+    from embedforge.losses import ListwiseLoss
+    from embedforge.models.embedder import Embedder
+    from embedforge.models.reranker import load_reranker
+    from embedforge.training.batches import tokenize_pair_groups
+    from embedforge.training.steps import group_inputs
+
+    labelled = [row for row in labelled if len(row["negatives"]) >= 3]
+    embedder_name, max_length, epochs, head_lr = name.removeprefix("rerank:").split(":")
+    max_length, epochs = int(max_length), float(epochs)
+    judge = load_reranker(base_dir, device="cpu", new_head=True)
+    judge.settings = judge.settings.model_copy(update={"max_length": max_length})
+    loss_fn, batch_size = ListwiseLoss(1.0), 8
+    steps = int(epochs * len(labelled) / batch_size)
+    from embedforge.training.config import OptimSection
+    from embedforge.training.strategy import make_optimizer
+
+    optimizer = make_optimizer(judge, OptimSection(steps=steps, lr=5e-5, head_lr=float(head_lr)))
+    warmup = max(1, steps // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
+    rng, order, started = random.Random(0), [], time.perf_counter()
+    judge.train()
+    for step in range(steps):
+        if len(order) < batch_size:
+            epoch = list(range(len(labelled)))
+            rng.shuffle(epoch)
+            order += epoch
+        batch = [labelled[i] for i in order[:batch_size]]
+        del order[:batch_size]
+        cols = tokenize_pair_groups(judge.tokenizer, [r["query"] for r in batch], [r["positive"] for r in batch], [r["negatives"][:3] for r in batch], max_length=max_length)
+        t = {k: torch.as_tensor(v) for k, v in cols.items()}
+        scores = judge(**group_inputs(t)).view(len(batch), -1)
+        loss = loss_fn(scores)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(judge.parameters(), 1.0)
+        optimizer.step(); scheduler.step(); optimizer.zero_grad()
+        if step % 20 == 0:
+            print(f"  rerank step {step + 1}/{steps} loss {float(loss):.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
+    judge.eval()
+    model = Embedder.load(base_dir, device="cpu")
+    if embedder_name != "base":
+        model.load_state_dict(torch.load(OUT / f"{embedder_name}.pt"))
+    model.settings = model.settings.model_copy(update={"max_length": EVAL_MAX_LENGTH})
+    run = search(model, subset, queries, k=20, batch_size=64)
+    dense = retrieval_scores(run, dev_qrels)["ndcg_at_10"]
+    reranked = {}
+    with torch.inference_mode():
+        for qid, hits in run.items():
+            top = sorted(hits, key=hits.get, reverse=True)[:20]
+            values = judge.score(queries[qid], [subset[d].full_text for d in top], batch_size=20, logits=True)
+            reranked[qid] = {d: float(v) for d, v in zip(top, values)}
+    return {"scores": {"dense_ndcg_at_10": round(dense, 4), "reranked_ndcg_at_10": round(retrieval_scores(reranked, dev_qrels)["ndcg_at_10"], 4)},
+            "note": f"MiniLM cross-encoder, listwise, 3 negatives, max length {max_length}, {steps} steps of 8 groups, lr 5e-5 (head {head_lr}), over {embedder_name}'s top 20",
+            "seconds": round(time.perf_counter() - started)}
+
+
+def merge_variant(name: str, base_dir: Path, subset, queries, dev_qrels, sts_pairs) -> dict:
+    """``merge:a,b[,c]@w1,w2[,w3]``: slerp of saved variants (``base`` is the start model), equal weights by default."""
+    from embedforge.merge import merge_state_dicts
+    from embedforge.models.embedder import Embedder
+
+    spec, _, weights = name.removeprefix("merge:").partition("@")
+    model = Embedder.load(base_dir, device="cpu")
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    states = [base_state if part == "base" else torch.load(OUT / f"{part}.pt") for part in spec.split(",")]
+    merged = merge_state_dicts(states, [float(w) for w in weights.split(",")] if weights else None, method="slerp")
+    model.load_state_dict(merged)
+    return {"scores": evaluate(model, subset, queries, dev_qrels, sts_pairs), "note": f"slerp of {spec} weights {weights or 'equal'}"}
+
+
+def write_report(results: dict) -> None:
+    """The ``recipe_ablation`` section of docs/benchmarks.md: one row per variant run so far."""
+    from tests.benchmarks.report import markdown_table, write_section
+
+    base = results["base"]["scores"]
+    rows = []
+    for name, result in results.items():
+        scores = result["scores"]
+        if "ndcg_at_10" in scores:
+            rows.append([f"`{name}`", result["note"], f"{scores['ndcg_at_10']:.4f}", f"{scores['ndcg_at_10'] - base['ndcg_at_10']:+.4f}", f"{scores['stsb_spearman']:.4f}"])
+        else:
+            rows.append([f"`{name}`", result["note"], f"{scores['reranked_ndcg_at_10']:.4f} reranked ({scores['dense_ndcg_at_10']:.4f} dense)", f"{scores['reranked_ndcg_at_10'] - scores['dense_ndcg_at_10']:+.4f} vs dense", "-"])
+    body = f"""
+Variants of the CPU recipe, each trained in one process with embedforge's own parts (no Ray,
+so one costs minutes) from all-MiniLM-L6-v2: global batch 16, temperature 0.05, margin 0.1,
+max length 96, linear schedule with 10% warmup. Stage 2 data: {sum(1 for _ in (OUT / "labelled.jsonl").open())}
+SciFact train-split pairs with base-model hard negatives over the whole corpus. Weak stage 1:
+2,000 inverse-cloze pairs from the SciFact corpus (no labels), lr 1e-5, in-batch negatives.
+Scored on the SciFact dev split (155 queries) over the benchmark's 1,565-document subset at
+max length 128, and on 500 STSb-dev pairs (Spearman). Merges are slerp of the named variants'
+final weights. The preset `jobs/configs/minilm-scifact.yaml` follows what this table supports.
+
+{markdown_table(["variant", "what", "nDCG@10 (dev)", "vs base", "STSb (500 pairs)"], rows)}
+"""
+    write_section("recipe_ablation", "Recipe ablation on CPU (MiniLM, SciFact dev split)", "python tests/benchmarks/ablation_minilm.py VARIANT ...; --report", body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("variants", nargs="*")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--report", action="store_true", help="write the results so far into docs/benchmarks.md")
+    args = parser.parse_args()
+    if args.report:
+        write_report(json.loads((OUT / "results.json").read_text()))
+        return
+    if args.list:
+        for name, variant in VARIANTS.items():
+            print(f"{name}: {variant.note}")
+        return
+    torch.set_num_threads(int(os.environ.get("ABLATION_THREADS", "2")))
+    from embedforge.models.embedder import Embedder
+    from embedforge.models.registry import resolve_model
+    from tests.benchmarks.bench_training_quality import scifact_benchmark_split
+
+    corpus, queries, qrels, train_ids, dev_ids, subset = scifact_benchmark_split()
+    dev_qrels = {q: qrels[q] for q in dev_ids}
+    sts_pairs = load_sts()
+    labelled = labelled_rows(corpus, queries, qrels, train_ids, OUT / "labelled.jsonl")
+    results_file = OUT / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+
+    def record(name: str, result: dict) -> None:
+        """Add one result, re-reading the file so concurrent runs do not drop each other's."""
+        current = json.loads(results_file.read_text()) if results_file.exists() else {}
+        current[name] = results[name] = result
+        results_file.write_text(json.dumps(current, indent=1))
+
+    base_dir = resolve_model("all-MiniLM-L6-v2")
+    if "base" not in results:
+        record("base", {"scores": evaluate(Embedder.load(base_dir, device="cpu"), subset, queries, dev_qrels, sts_pairs), "note": "all-MiniLM-L6-v2"})
+    print("base", results["base"]["scores"], f"{len(labelled)} labelled rows", flush=True)
+    for name in args.variants:
+        if name.startswith(("merge:", "rerank:")):
+            if name.startswith("merge:"):
+                record(name, merge_variant(name, base_dir, subset, queries, dev_qrels, sts_pairs))
+            else:
+                record(name, reranker_variant(name, labelled, base_dir, subset, queries, dev_qrels))
+            print(name, results[name]["scores"], flush=True)
+            continue
+        variant = VARIANTS[name]
+        started = time.perf_counter()
+        model = Embedder.load(base_dir, device="cpu")
+        logs = []
+        for phase in variant.phases:
+            rows = labelled if phase.data == "labelled" else weak_rows(corpus, phase.data, phase.weak_pairs, phase.seed)
+            logs.append(train_phase(model, rows, phase))
+        torch.save(model.state_dict(), OUT / f"{name}.pt")
+        scores = evaluate(model, subset, queries, dev_qrels, sts_pairs)
+        record(name, {"scores": scores, "note": variant.note, "seconds": round(time.perf_counter() - started), "log": [log[-1] for log in logs]})
+        print(name, scores, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError("\n".join(problems))
     check_writable(args.output)
-    results = run_evaluation(args.model, args.output, settings, reranker=args.reranker, device=args.device)
+    results = run_evaluation(args.model, args.output, settings, reranker=args.reranker, device=args.device, show_progress=True)
     print((args.output / "results.md").read_text())
     print(f"wrote {args.output / 'results.json'} ({len(results)} task entries) and {args.output / 'main_scores.png'}")
     return 0

@@ -67,6 +67,7 @@ class MtebEncoder:
         instructions: per-task-name overrides of the task instruction.
         dimensions: Matryoshka output size (``None``: full).
         batch_size: texts per forward pass.
+        show_progress: a progress bar (stderr) for every batch of texts mteb hands over.
     """
 
     def __init__(
@@ -78,8 +79,10 @@ class MtebEncoder:
         instructions: Mapping[str, str] | None = None,
         dimensions: int | None = None,
         batch_size: int = 32,
+        show_progress: bool = False,
     ):
         self.embedder = embedder
+        self.show_progress = show_progress
         self.use_instructions = embedder.settings.default_instruction is not None if use_instructions == "auto" else use_instructions
         self.instructions = dict(instructions or {})
         self.dimensions = dimensions
@@ -110,6 +113,7 @@ class MtebEncoder:
             instruction=instruction,
             dimensions=self.dimensions,
             batch_size=kwargs.get("batch_size", self.batch_size),
+            show_progress=self.show_progress,
         )
 
     def similarity(self, embeddings1: Any, embeddings2: Any) -> torch.Tensor:

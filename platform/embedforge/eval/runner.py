@@ -14,6 +14,7 @@ The pipeline calls :func:`run_evaluation` with the ``EvaluationSettings`` of its
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Literal, Mapping
 
@@ -58,8 +59,12 @@ def run_evaluation(
     reranker: str | Path | None = None,
     device: str | None = None,
     label: str | None = None,
+    show_progress: bool = False,
 ) -> dict[str, Metrics]:
-    """Evaluate ``model`` (a folder or packaged model name) and write the report; returns ``results.json``'s dict."""
+    """Evaluate ``model`` (a folder or packaged model name) and write the report; returns ``results.json``'s dict.
+
+    ``show_progress`` prints a line per step and an encoding progress bar to stderr.
+    """
     import mteb
 
     from embedforge.eval.mteb_encoder import MtebEncoder
@@ -78,7 +83,10 @@ def run_evaluation(
         instructions=settings.instructions,
         dimensions=settings.dimensions,
         batch_size=settings.batch_size,
+        show_progress=show_progress,
     )
+    if show_progress:
+        print(f"evaluate: {name} on {', '.join(settings.tasks)}", file=sys.stderr, flush=True)
     runs = {name: evaluate_with(mteb, encoder, tasks, settings.batch_size)}
     if reranker is not None:
         from embedforge.models.reranker import load_reranker
@@ -91,6 +99,8 @@ def run_evaluation(
             name=f"{name}{RERANKED_SUFFIX}",
         )
         rerankable = [task for task in tasks if task.metadata.type in RERANKABLE_TYPES]
+        if show_progress:
+            print(f"evaluate: reranking {name}'s top {settings.rerank_top_k} with {reranker}", file=sys.stderr, flush=True)
         skipped = [task.metadata.name for task in tasks if task.metadata.type not in RERANKABLE_TYPES]
         if skipped:
             logger.info("reranker: not applicable to %s (not retrieval tasks)", ", ".join(skipped))

@@ -217,7 +217,7 @@ def test_weak_stage_on_ray_resumes_and_feeds_training(local_ray, tmp_path, capsy
 
     rows = read_pair_rows(output, num_negatives=0)
     assert len(rows.rows) == len(pairs) and rows.skipped == {}
-    assert rows.rows[0] == {"query": pairs[0]["query"], "positive": pairs[0]["positive"], "negatives": [], "instruction": None}
+    assert rows.rows[0] == {"query": pairs[0]["query"], "positive": pairs[0]["positive"], "negatives": [], "instruction": None, "symmetric": False}
 
     done = {p.name: p.stat().st_mtime_ns for p in (output / "done").glob("*.json")}
     assert main(["weak", "--config", str(config_path)]) == 0

@@ -193,3 +193,18 @@ def test_pydantic_errors_are_one_line_per_problem(capsys):
         TaskLimits(max_queries=0, classification_experiments=-1)
     lines = error_lines(caught.value)
     assert len(lines) == 2 and lines[0].startswith("TaskLimits: max_queries: Input should be greater than or equal to 1")
+
+
+def test_deepspeed_writes_no_warning_to_stdout_after_the_cli_set_up():
+    """DeepSpeed's accelerator probe logs to stdout at import; the CLI names the accelerator first."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from embedforge.cli import quiet_accelerator_probe; quiet_accelerator_probe(); import deepspeed"
+    env = {key: value for key, value in os.environ.items() if key != "DS_ACCELERATOR"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == ""
+    bare = subprocess.run([sys.executable, "-c", "import deepspeed"], capture_output=True, text=True, env=env, timeout=300)
+    assert "Setting accelerator to CPU" in bare.stdout  # what the CLI prevents

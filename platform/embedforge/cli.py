@@ -59,11 +59,28 @@ def error_lines(error: BaseException) -> list[str]:
     return [line for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
 
 
+def quiet_accelerator_probe() -> None:
+    """Name DeepSpeed's accelerator on machines without CUDA, before anything imports DeepSpeed.
+
+    Otherwise DeepSpeed probes at import and prints "Setting accelerator to CPU" through a
+    logger bound to stdout, which mixes a warning into a command's output. With CUDA, or when
+    the user set ``DS_ACCELERATOR``, DeepSpeed decides as usual.
+    """
+    import os
+
+    if "DS_ACCELERATOR" not in os.environ:
+        import torch
+
+        if not torch.cuda.is_available():
+            os.environ["DS_ACCELERATOR"] = "cpu"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command. User mistakes (bad values, missing or unwritable files: ``ValueError``,
     which includes pydantic's ``ValidationError`` and ``ConfigError``, and ``OSError``) are one
     line each and exit code 2; anything else is a bug, shown with its traceback, exit code 1."""
     args = build_parser().parse_args(argv)
+    quiet_accelerator_probe()
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

@@ -11,6 +11,9 @@ QUERY_TEMPLATE = "Instruct: {task}\nQuery:{query}"
 
 DEFAULT_RETRIEVAL_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 
+SYMMETRIC_TASK_TYPES = frozenset({"sts", "bitext"})
+"""Task types whose two sides are texts of one kind: the instruction goes on both sides."""
+
 END_OF_TEXT = "<|endoftext|>"
 """The token appended for last-token pooling (id 151643 in Qwen3; not ``<|im_end|>``)."""
 

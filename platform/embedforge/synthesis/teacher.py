@@ -20,9 +20,8 @@ from typing import Literal, Sequence
 import numpy as np
 
 from embedforge.config import ConfigModel
+from embedforge.prompts import SYMMETRIC_TASK_TYPES
 
-SYMMETRIC_TASKS = frozenset({"sts", "bitext"})
-"""Task types whose two sides are texts of one kind: the instruction goes on both (the recipe)."""
 
 
 class TeacherConfig(ConfigModel):
@@ -59,7 +58,7 @@ class InstructionPolicy:
         if not self.enabled:
             return None, None
         chosen = instruction if isinstance(instruction, str) and instruction else self.fallback
-        return chosen, chosen if isinstance(task_type, str) and task_type in SYMMETRIC_TASKS else None
+        return chosen, chosen if isinstance(task_type, str) and task_type in SYMMETRIC_TASK_TYPES else None
 
 
 def instruction_policy(default_instruction: str | None, use_instructions: bool | Literal["auto"], query_instruction: str | None) -> InstructionPolicy:

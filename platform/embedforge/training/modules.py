@@ -71,8 +71,6 @@ def build_trainable(config: TrainConfig, base_dir: str | Path, *, for_training: 
         from embedforge.models.embedder import Embedder
 
         module = Embedder.load(base_dir, device="cpu", attention=config.model.attention)
-        if config.model.max_length is not None:
-            module.settings = module.settings.model_copy(update={"max_length": config.model.max_length})
     else:
         from embedforge.models.reranker import YesNoReranker, load_reranker
 
@@ -101,32 +99,26 @@ def export_model(config: TrainConfig, base_dir: str | Path, state_dict: dict[str
         set_backbone(module, backbone_of(module).merge_and_unload())
     target = module.reranker if isinstance(module, JudgeLogits) else module
     if config.model.kind == "embedder":
-        target.settings = exported_settings(config, target.settings, base_max_length=read_base_max_length(base_dir))
+        target.settings = exported_settings(config, target.settings)
     folder.mkdir(parents=True, exist_ok=True)
     return target.save(folder)
 
 
-def read_base_max_length(base_dir: str | Path) -> int:
-    from embedforge.models.embedder import read_settings
-
-    return read_settings(Path(base_dir)).max_length
-
-
-def exported_settings(config: TrainConfig, settings, *, base_max_length: int):
+def exported_settings(config: TrainConfig, settings):
     """The embedder settings a trained model is saved with: what training taught it.
 
     - ``default_instruction``: the instruction training put on queries, so evaluation and
       serving format queries the same way (sentence-transformers ``prompts`` too): the
       first dataset's ``instruction`` that is set, else the base model's.
     - ``matryoshka_dimensions``: the prefixes the Matryoshka loss trained, if any.
-    - ``max_length``: the base model's, since training may cut texts shorter than the model
-      reads at inference.
+
+    ``max_length`` stays the base model's: ``model.max_length`` only sets how the training
+    data is tokenised (in Ray Data), not how long a text the model reads at inference.
     """
     instruction = next((spec.instruction for spec in config.data.datasets if spec.instruction is not None), settings.default_instruction)
     return settings.model_copy(
         update={
             "default_instruction": instruction,
             "matryoshka_dimensions": config.loss.matryoshka_dimensions or settings.matryoshka_dimensions,
-            "max_length": base_max_length,
         }
     )

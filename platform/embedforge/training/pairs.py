@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embedforge.prompts import SYMMETRIC_TASK_TYPES
+
 PAIR_FIELDS = ("query", "positive", "negatives", "instruction")
-SYMMETRIC_TASK_TYPES = ("sts", "bitext")
-"""Task types whose two sides are the same kind of text: the instruction goes on both sides."""
 
 
 @dataclass

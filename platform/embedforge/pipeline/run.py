@@ -13,7 +13,7 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from embedforge.config import parse_config
-from embedforge.pipeline.config import PipelineConfig
+from embedforge.pipeline.config import TRAIN_STAGES, PipelineConfig
 from embedforge.pipeline.references import find_references, resolve_references
 from embedforge.pipeline.results import link_result
 from embedforge.pipeline.stages import StageResult, run_stage
@@ -75,7 +75,7 @@ def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> 
         "evaluate",
         config.evaluation,
         actions.evaluate_models(models, reranker=pipeline.output("reranker")),
-        extra_upstream=tuple(name for name in ("stage1", "stage2", "stage2_from_base", "merge", "reranker") if name in pipeline.results),
+        extra_upstream=tuple(name for name in (*TRAIN_STAGES, "merge") if name in pipeline.results),
     )
     report = actions.write_run_report(pipeline)
     log(f"run report: {report}")

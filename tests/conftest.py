@@ -1,8 +1,13 @@
-"""Shared fixtures: real tiny Qwen3 models, the packaged MiniLM, and the shared data."""
+"""Shared fixtures: real tiny Qwen3 models, the packaged MiniLM, the shared data, and a
+scripted OpenAI-compatible chat server."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -57,3 +62,80 @@ def local_ray():
     context = ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield context
     ray.shutdown()
+
+
+def scripted_answer(user: str) -> str:
+    """Valid JSON for either synthesis step: the first candidate persona, or a question about the title."""
+    if "Candidate characters:" in user:
+        first = re.search(r"^1\. (.+)$", user, re.MULTILINE).group(1)
+        return json.dumps({"character": first, "question_type": "acquire_knowledge", "difficulty": "university"})
+    title = user.split('"""')[1].strip().splitlines()[0]
+    return json.dumps({"query": "What does research show about " + " ".join(title.split()[:6]).lower().rstrip(".") + "?"})
+
+
+class ScriptedChatServer:
+    """An OpenAI-compatible ``/v1/chat/completions`` on 127.0.0.1 that answers with :func:`scripted_answer`.
+
+    ``query_budget`` makes runs stop part-way deterministically: once that many query-step
+    requests were answered, later ones wait until :meth:`release` (configuration-step
+    requests are always answered).
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.query_budget: int | None = None
+        self.answered_queries = 0
+        self.released = threading.Event()
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/chat/completions"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def release(self) -> None:
+        self.query_budget = None
+        self.released.set()
+
+    def wait_for_turn(self, user: str) -> None:
+        if "Candidate characters:" in user:
+            return
+        with self.lock:
+            over_budget = self.query_budget is not None and self.answered_queries >= self.query_budget
+            self.answered_queries += not over_budget
+        if over_budget:
+            self.released.wait(timeout=300)
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        chat = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                chat.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+                user = body["messages"][-1]["content"]
+                chat.wait_for_turn(user)
+                data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": scripted_answer(user)}}]}).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client was killed while its request was held
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+    def close(self) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def chat_server():
+    server = ScriptedChatServer()
+    yield server
+    server.close()

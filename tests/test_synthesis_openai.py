@@ -1,56 +1,16 @@
 """The ``openai`` engine end to end: real HTTP through Ray's HttpRequestProcessor.
 
-No LLM can run here, so the endpoint is a scripted OpenAI-compatible server on 127.0.0.1
-that answers each step with valid JSON (the first candidate persona; a question about the
+No LLM can run here, so the endpoint is the scripted OpenAI-compatible server on 127.0.0.1
+(``chat_server`` in conftest) that answers each step with valid JSON (the first candidate persona; a question about the
 passage title). Everything else is real: the processor, retries config, headers, parsing,
 teacher scores, shards. This is the one offline run where pairs are *accepted*, so it also
 carries synthesized rows through ``filter`` and ``mine``.
 """
 
-import json
-import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pyarrow.parquet as pq
 import pytest
 
 from embedforge.config import parse_config
-
-
-def scripted_answer(user: str) -> str:
-    if "Candidate characters:" in user:
-        first = re.search(r"^1\. (.+)$", user, re.MULTILINE).group(1)
-        return json.dumps({"character": first, "question_type": "acquire_knowledge", "difficulty": "university"})
-    title = user.split('"""')[1].strip().splitlines()[0]
-    return json.dumps({"query": "What does research show about " + " ".join(title.split()[:6]).lower().rstrip(".") + "?"})
-
-
-@pytest.fixture
-def chat_server():
-    requests = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-            content = scripted_answer(body["messages"][-1]["content"])
-            data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions", requests
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.slow
@@ -59,7 +19,7 @@ def test_openai_engine_synthesize_filter_mine(local_ray, chat_server, tmp_path, 
     from embedforge.synthesis.generate import SynthesisConfig, run_synthesis
     from embedforge.synthesis.mining import MiningConfig, run_mining
 
-    url, requests = chat_server
+    url, requests = chat_server.url, chat_server.requests
     monkeypatch.setenv("EMBEDFORGE_TEST_KEY", "sk-local")
     corpus = {"paths": ["${EMBEDFORGE_DATA}/retrieval/scifact/corpus.jsonl"], "max_docs": 6, "chunk_tokens": 512}
     config = parse_config(

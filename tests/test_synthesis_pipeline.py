@@ -111,10 +111,17 @@ def test_filter_on_labelled_scifact_pairs(local_ray, shared_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_synthesis_resumes_without_duplicates_or_gaps(local_ray, tmp_path, capsys):
-    """Kill ``jobs/synthesize.py`` (and its private Ray) mid-run, then re-run through the CLI."""
+def test_killed_synthesis_resumes_without_duplicates_or_gaps(local_ray, chat_server, tmp_path, capsys):
+    """Kill ``jobs/synthesize.py`` (and its private Ray) mid-run, then re-run through the CLI.
+
+    The scripted endpoint answers one query and holds the rest, so exactly one shard is done
+    when the kill lands, however fast the machine.
+    """
     output = tmp_path / "synthesized"
-    config = write_yaml(tmp_path / "s.yaml", synth_config(output, max_docs=4, shard_size=1, batch_size=1, max_attempts=1))
+    settings = synth_config(output, max_docs=4, shard_size=1, batch_size=1)
+    settings["generator"] = {"engine": "openai", "model": "scripted", "openai": {"url": chat_server.url, "api_key_env": None, "batch_size": 1, "max_retries": 1}}
+    config = write_yaml(tmp_path / "s.yaml", settings)
+    chat_server.query_budget = 1
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "platform"), os.environ.get("PYTHONPATH", "")]))
     command = [sys.executable, str(REPO / "jobs" / "synthesize.py"), "--config", str(config)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -124,15 +131,17 @@ def test_killed_synthesis_resumes_without_duplicates_or_gaps(local_ray, tmp_path
             assert process.poll() is None, "the job ended before any shard was written"
             assert time.monotonic() < deadline, "no shard finished in time"
             time.sleep(0.1)
+        time.sleep(1.0)  # room for a wrongly written second shard to show up
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the job, its local Ray and its workers: all ours
         process.wait()
     manifest = json.loads((output / "manifest.json").read_text())
     before = {p.name: p.stat().st_mtime_ns for p in (output / "done").glob("*.json")}
-    assert 0 < len(before) < manifest["shards"], "the kill should land mid-run"
+    assert len(before) == 1 < manifest["shards"], "the kill should land after exactly one shard"
 
+    chat_server.release()
     capsys.readouterr()
     assert main(["synthesize", "--config", str(config)]) == 0
-    assert f"{len(before)} already done" in capsys.readouterr().out
+    assert "1 already done" in capsys.readouterr().out
     check_synthesis_folder(output, manifest["records"])
     assert {p.name: p.stat().st_mtime_ns for p in (output / "done").glob("*.json") if p.name in before} == before

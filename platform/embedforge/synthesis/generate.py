@@ -29,7 +29,7 @@ from embedforge.synthesis.records import (
     query_step_prompt,
 )
 from embedforge.synthesis.report import write_report
-from embedforge.synthesis.session import RayConfig, ensure_ray, from_rows
+from embedforge.synthesis.session import RayConfig, completed_shards, ensure_ray, from_rows
 from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
 from embedforge.synthesis.teacher import PairScorer, PersonaRetriever, TeacherConfig, actor_options, scorer_options
 
@@ -115,18 +115,11 @@ def run_synthesis(config: SynthesisConfig) -> dict:
 
     if pending:
         ensure_ray(config.ray)
-        shard_of = {row["id"]: index for index, shard in pending.items() for row in shard}
-        waiting = {index: len(shard) for index, shard in pending.items()}
-        received: dict[int, list[dict]] = {index: [] for index in pending}
         todo = [row for shard in pending.values() for row in shard]
-        for row in build_pipeline(todo, config, load_personas(config.personas)).iter_rows():
-            index = shard_of[row["id"]]
-            received[index].append(dict(row))
-            if len(received[index]) == waiting[index]:
-                rows = sorted(received.pop(index), key=lambda r: r["id"])
-                pairs = [pair_row(r, config) for r in rows if not r.get("rejection")]
-                rejected = [reject_row(r) for r in rows if r.get("rejection")]
-                write_shard(output_dir, index, pairs, rejected, shard_stats(rows))
+        for index, rows in completed_shards(build_pipeline(todo, config, load_personas(config.personas)), pending, key="id"):
+            pairs = [pair_row(r, config) for r in rows if not r.get("rejection")]
+            rejected = [reject_row(r) for r in rows if r.get("rejection")]
+            write_shard(output_dir, index, pairs, rejected, shard_stats(rows))
 
     totals: Counter = Counter()
     reasons: Counter = Counter()

@@ -36,7 +36,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from embedforge.config import ConfigModel, DataPath
 from embedforge.synthesis.corpus import CorpusConfig, read_passages
 from embedforge.synthesis.report import write_report
-from embedforge.synthesis.session import RayConfig, ensure_ray, from_rows
+from embedforge.synthesis.session import RayConfig, completed_shards, ensure_ray, from_rows
 from embedforge.synthesis.shards import check_manifest, chunks, config_identity, done_shards, plan_fingerprint, shard_counts, write_shard
 
 KINDS = ("title", "ict", "crop")
@@ -318,19 +318,12 @@ def run_weak(config: WeakConfig) -> dict:
 
     if pending:
         ensure_ray(config.ray)
-        shard_of = {p["passage_id"]: index for index, shard in pending.items() for p in shard}
-        position = {p["passage_id"]: n for shard in pending.values() for n, p in enumerate(shard)}
-        received: dict[int, list[dict]] = {index: [] for index in pending}
         todo = [{name: p[name] for name in PASSAGE_COLUMNS} for shard in pending.values() for p in shard]
         dataset = from_rows(todo, config.ray).map_batches(weak_batch, fn_kwargs=dict(rules=rules), batch_size=None, batch_format="numpy", num_cpus=config.ray.map_num_cpus)
-        for row in dataset.iter_rows():
-            index = shard_of[row["passage_id"]]
-            received[index].append(row)
-            if len(received[index]) == len(pending[index]):
-                rows = sorted(received.pop(index), key=lambda r: position[r["passage_id"]])
-                pairs = [pair for r in rows for pair in json.loads(r["pairs"])]
-                rejections = [rejection for r in rows for rejection in json.loads(r["rejections"])]
-                write_shard(output_dir, index, pairs, rejections, shard_stats(pairs, rejections, len(rows)))
+        for index, rows in completed_shards(dataset, pending, key="passage_id"):
+            pairs = [pair for r in rows for pair in json.loads(r["pairs"])]
+            rejections = [rejection for r in rows for rejection in json.loads(r["rejections"])]
+            write_shard(output_dir, index, pairs, rejections, shard_stats(pairs, rejections, len(rows)))
 
     totals: Counter = Counter()
     by_kind: Counter = Counter()

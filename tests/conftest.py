@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from embedforge.serving.app import use_fast_path
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+use_fast_path()  # every Ray the tests start serves the way `embedforge serve` does
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

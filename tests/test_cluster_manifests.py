@@ -74,17 +74,27 @@ def test_rayjob_entrypoint_script_and_config_exist():
     assert runtime_env["env_vars"]["EMBEDFORGE_DATA"] == "/data"
 
 
-def test_rayservice_import_paths_resolve_and_autoscale():
-    serve_config = yaml.safe_load(load("rayservice.yaml")["spec"]["serveConfigV2"])
-    (application,) = serve_config["applications"]
-    assert application["import_path"] == "embedforge.serving.app:build_app"
-    module_name, attribute = application["import_path"].split(":")
-    module = importlib.import_module(module_name)
-    assert callable(getattr(module, attribute))
-    assert {"embedder", "reranker"} <= set(application["args"])
-    for deployment in application["deployments"]:
-        scaling = deployment["autoscaling_config"]
-        assert 1 <= scaling["min_replicas"] < scaling["max_replicas"]
+def test_rayservice_serves_one_app_per_model_on_the_fast_path_and_autoscales():
+    from embedforge.serving.app import FAST_PATH_ENV
+    from embedforge.serving.settings import APP, RERANKER_APP
+
+    service = load("rayservice.yaml")
+    serve_config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    embedder, reranker = serve_config["applications"]
+    assert (embedder["name"], embedder["route_prefix"], embedder["import_path"]) == (APP, "/", "embedforge.serving.app:build_app")
+    assert (reranker["name"], reranker["route_prefix"], reranker["import_path"]) == (RERANKER_APP, "/v1/rerank", "embedforge.serving.app:build_reranker_app")
+    assert embedder["args"] == reranker["args"] and {"embedder", "reranker"} <= set(embedder["args"])
+    for application in (embedder, reranker):
+        module_name, attribute = application["import_path"].split(":")
+        assert callable(getattr(importlib.import_module(module_name), attribute))
+        for deployment in application["deployments"]:
+            scaling = deployment["autoscaling_config"]
+            assert 1 <= scaling["min_replicas"] < scaling["max_replicas"]
+    cluster = service["spec"]["rayClusterConfig"]
+    templates = [cluster["headGroupSpec"]["template"]] + [group["template"] for group in cluster["workerGroupSpecs"]]
+    for template in templates:
+        for container in template["spec"]["containers"]:
+            assert FAST_PATH_ENV.items() <= {item["name"]: item["value"] for item in container.get("env", [])}.items(), container["name"]
 
 
 @pytest.mark.parametrize("name", LAUNCHER)

@@ -37,23 +37,24 @@ def wait_for(condition, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def test_cluster_config_is_a_valid_serve_config_naming_real_deployments(tiny_embedder_dir):
+def test_cluster_config_is_a_valid_serve_config_naming_real_deployments(tiny_embedder_dir, tiny_reranker_dir):
     from ray.serve.schema import ServeDeploySchema
 
-    from embedforge.serving.api import Ingress
-    from embedforge.serving.deployments import EmbedderDeployment, RerankerDeployment
+    from embedforge.serving.deployments import EmbedderServer, RerankerServer
 
-    config = yaml.safe_load(SERVE_CONFIG.read_text())
-    assert SERVE_CONFIG.read_text().startswith("# Run: serve run cluster/serve.yaml")
-    schema = ServeDeploySchema.model_validate(config)
-    for app in schema.applications:
-        module_name, _, attribute = app.import_path.partition(":")
-        build_app = getattr(importlib.import_module(module_name), attribute)
-        assert build_app({**app.args, "embedder": str(tiny_embedder_dir)}) is not None
-        names = {deployment.name for deployment in (Ingress, EmbedderDeployment, RerankerDeployment)}
-        for deployment in app.deployments:
-            assert deployment.name in names, f"{deployment.name} is not a deployment of {app.import_path}"
-            assert deployment.autoscaling_config, f"{deployment.name} has no autoscaling_config"
+    text = SERVE_CONFIG.read_text()
+    assert text.startswith("# Run: serve run cluster/serve.yaml")
+    with_reranker = text.replace("  # - name:", "  - name:").replace("  #   ", "    ").replace("  #     ", "      ")
+    for config in (yaml.safe_load(text), yaml.safe_load(with_reranker)):
+        schema = ServeDeploySchema.model_validate(config)
+        for app in schema.applications:
+            module_name, _, attribute = app.import_path.partition(":")
+            build_app = getattr(importlib.import_module(module_name), attribute)
+            assert build_app({**app.args, "embedder": str(tiny_embedder_dir), "reranker": str(tiny_reranker_dir)}) is not None
+            for deployment in app.deployments:
+                assert deployment.name in {EmbedderServer.name, RerankerServer.name}, f"{deployment.name} is not a deployment of {app.import_path}"
+                assert deployment.autoscaling_config, f"{deployment.name} has no autoscaling_config"
+    assert [app["name"] for app in yaml.safe_load(with_reranker)["applications"]] == ["embedforge", "embedforge-reranker"]
 
 
 def replicas(app: str, deployment: str) -> int:
@@ -76,9 +77,7 @@ def test_autoscaling_scales_the_embedder_up_under_load_and_down_when_idle(local_
     fast = {"upscale_delay_s": 1, "downscale_delay_s": 4, "metrics_interval_s": 0.5, "look_back_period_s": 1}
     for deployment in app["deployments"]:
         deployment["ray_actor_options"] = {"num_cpus": 0.25}
-        deployment["autoscaling_config"].update(fast, min_replicas=1, max_replicas=1 if deployment["name"] == "Ingress" else 2)
-        if deployment["name"] == "Embedder":
-            deployment["autoscaling_config"]["target_ongoing_requests"] = 2
+        deployment["autoscaling_config"].update(fast, min_replicas=1, max_replicas=2, target_ongoing_requests=2)
     try:
         url = deploy_config(config)["scaling"]
         assert replicas("scaling", "Embedder") == 1

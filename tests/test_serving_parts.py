@@ -1,4 +1,4 @@
-"""The pure parts of serving: token-budget batching, API keys, response shaping, settings."""
+"""The pure parts of serving: continuous batching, API keys, response shaping, settings."""
 
 from __future__ import annotations
 
@@ -9,24 +9,19 @@ import pytest
 import torch
 
 from embedforge.config import ConfigError, parse_config
-from embedforge.serving.batching import TokenRow, batch_cost, length_groups, length_order, pad_rows, unpad
+from embedforge.serving.batching import ContinuousBatcher, TokenRow, forward_groups, pad_rows, unpad
 from embedforge.serving.keys import bearer_token, digest, is_authorized, load_key_digests
 from embedforge.serving.schemas import encode_embedding, ranked_results, truncate_rows
 from embedforge.serving.settings import ServeSettings, model_name, served_names
 
 
-def test_batch_cost_counts_padded_tokens_and_caps_rows_through_the_slot():
-    rows = [TokenRow([1] * 10, slot=4), TokenRow([1] * 3, slot=4)]
-    assert batch_cost(rows) == 2 * 10
-    assert batch_cost([TokenRow([1, 2], slot=4)] * 5) == 5 * 4  # short rows cost a slot each
-    assert batch_cost([]) == 0
-
-
-def test_length_groups_sort_longest_first_and_split_on_large_length_drops():
-    rows = [TokenRow([1] * n) for n in (5, 40, 30, 6, 21)]
-    assert length_order(rows) == [1, 2, 4, 3, 0]
-    assert length_groups(rows) == [[1, 2, 4], [3, 0]]
-    assert sorted(i for group in length_groups(rows) for i in group) == list(range(5))
+def test_forward_groups_sort_longest_first_and_cut_on_length_drops_and_the_token_budget():
+    lengths = [5, 40, 30, 6, 21]
+    assert forward_groups(lengths, max_tokens=1000) == [[1, 2, 4], [3, 0]]
+    assert forward_groups(lengths, max_tokens=80) == [[1, 2], [4], [3, 0]]  # 3 x 40 > 80
+    assert forward_groups([7] * 5, max_tokens=14) == [[0, 1], [2, 3], [4]]
+    assert sorted(i for group in forward_groups(lengths, 80) for i in group) == list(range(5))
+    assert forward_groups([], 10) == []
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
@@ -90,49 +85,53 @@ def test_settings_reject_unknown_keys_and_bad_budgets():
     assert model_name("/models/x", "public") == "public"
 
 
-def test_forward_queue_merges_batches_that_wait_while_the_model_is_busy():
-    import asyncio
-    import time
-
-    from embedforge.serving.batching import ForwardQueue
-
-    passes = []
-
-    def forward(rows):
-        passes.append(len(rows))
-        time.sleep(0.05)
-        return [len(row) for row in rows]
-
-    async def scenario():
-        queue = ForwardQueue(forward, max_batch_tokens=6)
-        first = asyncio.create_task(queue.run([TokenRow([1, 2])]))
-        await asyncio.sleep(0.01)  # the first pass is running now
-        later = [asyncio.create_task(queue.run([TokenRow([1] * n)])) for n in (1, 2, 1, 1)]
-        return await first, await asyncio.gather(*later)
-
-    first, later = asyncio.run(scenario())
-    assert first == [2] and later == [[1], [2], [1], [1]]
-    # Waiting batches merge up to the budget: 3 rows x longest 2 = 6 tokens, then the last one.
-    assert passes == [1, 3, 1]
-
-
-def test_forward_queue_hands_a_failed_pass_to_its_callers_and_keeps_serving():
+def run_batcher(process, max_rows: int, submissions: list[tuple[object, int]], busy=None, gate=None):
+    """Submit the first payload; once the model thread is ``busy`` with it, submit the rest, then open ``gate``."""
     import asyncio
 
-    from embedforge.serving.batching import ForwardQueue
-
-    def forward(rows):
-        if len(rows[0]) == 3:
-            raise ValueError("boom")
-        return [0] * len(rows)
-
     async def scenario():
-        queue = ForwardQueue(forward, max_batch_tokens=3)
-        with pytest.raises(ValueError, match="boom"):
-            await queue.run([TokenRow([1, 2, 3])])
-        return await queue.run([TokenRow([1])])
+        batcher = ContinuousBatcher(process, max_rows)
+        tasks = [asyncio.create_task(batcher.submit(*submissions[0]))]
+        if busy is not None:
+            await asyncio.to_thread(busy.wait, 5)
+        tasks += [asyncio.create_task(batcher.submit(payload, rows)) for payload, rows in submissions[1:]]
+        await asyncio.sleep(0.05)
+        if gate is not None:
+            gate.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
 
-    assert asyncio.run(scenario()) == [0]
+    return asyncio.run(scenario())
+
+
+def test_continuous_batcher_takes_everything_waiting_up_to_max_rows_with_no_timer():
+    import threading
+
+    busy, gate, takes = threading.Event(), threading.Event(), []
+
+    def process(payloads):
+        takes.append(list(payloads))
+        busy.set()
+        gate.wait(5)  # the first take holds the model thread while the others queue up
+        return [payload.upper() for payload in payloads]
+
+    results = run_batcher(process, max_rows=4, submissions=[("a", 1), ("b", 2), ("c", 1), ("d", 1), ("e", 3)], busy=busy, gate=gate)
+    assert results == ["A", "B", "C", "D", "E"]
+    # a alone (the model was idle); then b + c + d fill 4 rows; e (3 rows) would overflow and waits.
+    assert takes == [["a"], ["b", "c", "d"], ["e"]]
+
+
+def test_continuous_batcher_fails_only_the_requests_it_must_and_keeps_serving():
+    class Mistake(ValueError):
+        pass
+
+    def process(payloads):
+        if "crash" in payloads:
+            raise RuntimeError("model failed")
+        return [Mistake(payload) if payload == "bad" else payload for payload in payloads]
+
+    results = run_batcher(process, max_rows=1, submissions=[("ok", 1), ("bad", 1), ("crash", 1), ("after", 1)])
+    assert results[0] == "ok" and isinstance(results[1], Mistake) and isinstance(results[2], RuntimeError) and results[3] == "after"
+
 
 
 def test_served_names_are_meaningful_by_default(tmp_path, minilm_dir):

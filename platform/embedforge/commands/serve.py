@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError("\n".join(problems))
 
+    from embedforge.serving.app import use_fast_path
+
+    use_fast_path()  # before Ray (and Serve's constants) load; a joined cluster keeps its own setting
     import ray
 
     from embedforge.serving.app import deploy_config, start_local, stop_local

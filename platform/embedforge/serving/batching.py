@@ -1,32 +1,34 @@
-"""Token-budget batching: what a batch costs, and how rows are padded back together.
+"""Continuous batching inside a model replica, and how its rows are cut into forward passes.
 
-Requests reach a model replica as single tokenized rows. ``@serve.batch`` gathers rows
-while :func:`batch_cost` stays within the budget, so a batch never holds more than
-``max_batch_tokens`` padded tokens nor more than ``max_batch_size`` rows; the replica then
-sorts the rows by length before padding (:func:`length_order`) so long and short rows
-share as little padding as possible.
+The replica's event loop only parses and checks a request, then hands its payload to
+:class:`ContinuousBatcher` and awaits a future. One model thread takes everything that is
+waiting (up to ``max_rows`` rows; a 32-text request stays one item), tokenises it in one
+call, runs the forward passes and resolves the futures. No timer waits for a batch to
+fill: under load the next take holds whatever arrived during the last pass, so passes grow
+with the load, and a lone request on an idle server starts at once.
+
+Inside a take, :func:`forward_groups` sorts rows longest first and cuts a new pass where
+the padded cost would pass ``max_batch_tokens`` or a row is much shorter than its pass's
+longest, so padding stays small.
 """
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any
 
 import torch
 
 
 @dataclass(frozen=True)
 class TokenRow:
-    """One tokenized text (or query-document pair), unpadded.
-
-    ``slot`` is the least a row costs, ``max_batch_tokens // max_batch_size``, so that the
-    token budget alone also caps the row count.
-    """
+    """One tokenized text (or query-document pair), unpadded."""
 
     input_ids: list[int]
-    slot: int = 1
     extra: dict[str, list[int]] = field(default_factory=dict)
     """Other per-token inputs such as ``token_type_ids`` (cross-encoders)."""
 
@@ -34,16 +36,23 @@ class TokenRow:
         return len(self.input_ids)
 
 
-def batch_cost(rows: Sequence[TokenRow]) -> int:
-    """Padded tokens of a batch: ``rows x max(longest row, slot)``."""
-    if not rows:
-        return 0
-    return len(rows) * max(max(len(row) for row in rows), max(row.slot for row in rows))
+def forward_groups(lengths: Sequence[int], max_tokens: int, ratio: float = 0.5) -> list[list[int]]:
+    """Row indices, longest first, cut into forward passes.
 
-
-def length_order(rows: Sequence[TokenRow]) -> list[int]:
-    """Row indices, longest first (stable)."""
-    return sorted(range(len(rows)), key=lambda index: -len(rows[index]))
+    A pass costs ``rows x longest`` padded tokens and never more than ``max_tokens`` (a
+    single row always fits: the settings guarantee ``max_tokens >= max_length``). A new
+    pass also starts where a row is shorter than ``ratio`` x the pass's longest, so padding
+    never exceeds about ``1 - ratio`` of a pass.
+    """
+    groups: list[list[int]] = []
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if groups:
+            longest = lengths[groups[-1][0]]
+            if lengths[index] >= ratio * longest and (len(groups[-1]) + 1) * longest <= max_tokens:
+                groups[-1].append(index)
+                continue
+        groups.append([index])
+    return groups
 
 
 def pad_rows(rows: Sequence[TokenRow], pad_id: int, side: str) -> dict[str, torch.Tensor]:
@@ -60,73 +69,80 @@ def pad_rows(rows: Sequence[TokenRow], pad_id: int, side: str) -> dict[str, torc
     return batch
 
 
-def unpad(batch: dict[str, torch.Tensor], slot: int = 1) -> list[TokenRow]:
+def unpad(batch: dict[str, torch.Tensor]) -> list[TokenRow]:
     """Split a padded tokenizer batch back into rows (left or right padding alike)."""
     rows = []
     mask = batch["attention_mask"].bool()
     for index in range(mask.shape[0]):
         keep = mask[index]
         extra = {key: value[index][keep].tolist() for key, value in batch.items() if key not in ("input_ids", "attention_mask")}
-        rows.append(TokenRow(batch["input_ids"][index][keep].tolist(), slot, extra))
+        rows.append(TokenRow(batch["input_ids"][index][keep].tolist(), extra))
     return rows
 
 
-def length_groups(rows: Sequence[TokenRow], ratio: float = 0.5) -> list[list[int]]:
-    """Row indices sorted longest first, split where a row is shorter than ``ratio`` x its group's longest.
+@dataclass
+class Pending:
+    """A request waiting for the model thread."""
 
-    Each group is one padded forward pass, so padding never exceeds about ``1 - ratio`` of
-    a group's tokens; a batch of similar lengths stays one pass.
+    payload: Any
+    rows: int
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+
+def _resolve(future: asyncio.Future, result: Any) -> None:
+    if future.done():  # the client went away and its request was cancelled
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+class ContinuousBatcher:
+    """One model thread serving every queued request, a take at a time.
+
+    ``process(payloads)`` runs on the model thread and returns one result per payload, or
+    an exception for a payload that alone failed (a client mistake found while
+    tokenising); an exception it raises fails every request of the take.
     """
-    groups: list[list[int]] = []
-    for index in length_order(rows):
-        if groups and len(rows[index]) >= ratio * len(rows[groups[-1][0]]):
-            groups[-1].append(index)
-        else:
-            groups.append([index])
-    return groups
 
+    def __init__(self, process: Callable[[list[Any]], list[Any]], max_rows: int, name: str = "model"):
+        self.process, self.max_rows = process, max_rows
+        self.queue: queue.SimpleQueue[Pending] = queue.SimpleQueue()
+        self.held: Pending | None = None
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
 
-class ForwardQueue:
-    """Runs forward passes one at a time on one thread, merging the batches that wait meanwhile.
-
-    ``@serve.batch`` forms the next batch as soon as the previous one is handed off, so while
-    a forward pass runs, later rows would sit in many tiny batches. Here every batch that
-    arrives while the model is busy joins the next pass, up to ``max_batch_tokens`` padded
-    tokens (:func:`batch_cost`), so passes grow with the load.
-    """
-
-    def __init__(self, forward, max_batch_tokens: int):
-        self.forward, self.max_batch_tokens = forward, max_batch_tokens
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="forward")
-        self.waiting: list = []
-        self.busy = False
-
-    async def run(self, rows: list[TokenRow]) -> list:
+    async def submit(self, payload: Any, rows: int) -> Any:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self.waiting.append((rows, future))
-        if not self.busy:
-            self.busy = True
-            loop.create_task(self._drain())
+        self.queue.put(Pending(payload, rows, future, loop))
         return await future
 
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self.waiting:
-                taken = [self.waiting.pop(0)]
-                while self.waiting and batch_cost([row for rows, _ in taken + self.waiting[:1] for row in rows]) <= self.max_batch_tokens:
-                    taken.append(self.waiting.pop(0))
-                rows = [row for batch, _ in taken for row in batch]
-                try:
-                    outputs = await loop.run_in_executor(self.pool, self.forward, rows)
-                except Exception as error:  # noqa: BLE001 - handed to every caller of this pass
-                    for _, future in taken:
-                        future.set_exception(error)
-                    continue
-                start = 0
-                for batch, future in taken:
-                    future.set_result(outputs[start : start + len(batch)])
-                    start += len(batch)
-        finally:
-            self.busy = False
+    def take(self) -> list[Pending]:
+        """Block for one request, then add every waiting one while the rows fit in ``max_rows``."""
+        first, self.held = (self.held or self.queue.get()), None
+        taken, rows = [first], first.rows
+        while rows < self.max_rows:
+            try:
+                pending = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if rows + pending.rows > self.max_rows:
+                self.held = pending
+                break
+            taken.append(pending)
+            rows += pending.rows
+        return [pending for pending in taken if not pending.future.cancelled()]
+
+    def _serve(self) -> None:
+        while True:
+            taken = self.take()
+            if not taken:
+                continue
+            try:
+                results = self.process([pending.payload for pending in taken])
+            except Exception as error:  # noqa: BLE001 - handed to every request of the take
+                results = [error] * len(taken)
+            for pending, result in zip(taken, results):
+                pending.loop.call_soon_threadsafe(_resolve, pending.future, result)

@@ -1,75 +1,119 @@
-"""The model deployments: an embedder and a reranker replica with token-budget batching.
+"""The model deployments, each its own HTTP ingress: an embedder and a reranker.
 
-Each request is tokenized in the request path, on a tokenizer thread (one: a fast tokenizer
-is not safe to call from two threads at once), so tokenizing the next requests overlaps the
-forward pass of the current batch instead of queueing behind it. Tokenized rows then go one by one through ``@serve.batch``, whose ``batch_size_fn``
-(:func:`~embedforge.serving.batching.batch_cost`) caps the padded tokens of a batch and,
-through each row's ``slot``, its row count. The forward pass runs on its own thread
-(:class:`~embedforge.serving.batching.ForwardQueue`), so the replica's event loop keeps
-accepting and tokenizing requests meanwhile, and batches that wait for the model are
-merged into its next pass within the same token budget.
+A request crosses one Python process: Serve's proxy (HAProxy in the throughput-optimised
+mode that :mod:`embedforge.serving.app` turns on) hands it to a model replica, whose event
+loop parses and checks it, puts its texts on the replica's
+:class:`~embedforge.serving.batching.ContinuousBatcher` and awaits the result. The model
+thread tokenises everything it took in one call and runs the forward passes.
+
+- ``Embedder`` (app ``embedforge``, route ``/``): ``POST /v1/embeddings``, plus the light
+  routes ``GET /v1/models``, ``GET /health`` and ``/openapi.json``, which ask the reranker
+  deployment for its ``info`` when there is one.
+- ``Reranker`` (app ``embedforge-reranker``, route ``/v1/rerank``): ``POST /v1/rerank``.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Serve pickles the routes by value (see api.py).
 
-import asyncio
 import time
+import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 import torch
+from fastapi.responses import JSONResponse, Response
 from ray import serve
 
-from embedforge.serving.batching import ForwardQueue, TokenRow, batch_cost, length_groups, pad_rows, unpad
-from embedforge.serving.settings import BatchSettings
+from embedforge.serving.api import (
+    ERRORS,
+    APIError,
+    Limits,
+    call_model,
+    card_fields,
+    check_count,
+    check_model,
+    embeddings_body,
+    healthy,
+    json_bytes,
+    make_api,
+)
+from embedforge.serving.batching import ContinuousBatcher, TokenRow, forward_groups, pad_rows, unpad
+from embedforge.serving.schemas import (
+    QUERY_INPUT_TYPES,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelCard,
+    ModelList,
+    RerankRequest,
+    RerankResponse,
+    RerankUsage,
+    ranked_results,
+    truncate_rows,
+)
+from embedforge.serving.settings import RERANKER_APP, BatchSettings
 
-# @serve.batch reads its limits at decoration time; each replica resets them from its
-# settings in __init__. The token budget *is* the batch size that batch_cost measures.
-_DEFAULT_BUDGET = BatchSettings().max_batch_tokens
+embedder_api = make_api("embedforge")
+reranker_api = make_api("embedforge reranker")
 
 
-class InputError(ValueError):
-    """A client mistake found by a model replica (e.g. a text over the length limit); the ingress answers 400."""
+def replica_threads(settings: BatchSettings) -> int:
+    """Torch threads for this replica: the setting, else one per CPU the replica reserved."""
+    if settings.torch_threads:
+        return settings.torch_threads
+    import ray
 
-    def __init__(self, message: str, param: str | None = None):
-        super().__init__(message)
-        self.param = param
-
-    def __reduce__(self):
-        return (InputError, (str(self), self.param))
+    return max(1, round(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
 
 
-def count_batch(stats: Counter, batch: dict[str, torch.Tensor]) -> None:
-    stats["batches"] += 1
+def count_pass(stats: Counter, batch: dict[str, torch.Tensor]) -> None:
+    stats["forward_passes"] += 1
     stats["rows"] += batch["input_ids"].shape[0]
     stats["padded_tokens"] += batch["input_ids"].numel()
     stats["real_tokens"] += int(batch["attention_mask"].sum())
 
 
-def configure_batching(handler: Any, settings: BatchSettings, max_length: int) -> int:
-    """Apply a replica's batch settings to its ``@serve.batch`` method; returns the row slot."""
-    if settings.max_batch_tokens < max_length:
-        raise ValueError(f"max_batch_tokens={settings.max_batch_tokens} is below the model's max_length={max_length}")
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
-    handler.set_max_batch_size(settings.max_batch_tokens)
-    handler.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
-    return settings.max_batch_tokens // settings.max_batch_size
+class ModelReplica:
+    """What both model replicas share: threads, the batcher, counters, and the forward loop."""
+
+    def start(self, settings: BatchSettings, limits: Limits, api) -> None:
+        if settings.max_batch_tokens < self.max_length:
+            raise ValueError(f"max_batch_tokens={settings.max_batch_tokens} is below the model's max_length={self.max_length}")
+        torch.set_num_threads(replica_threads(settings))
+        self.max_batch_tokens = settings.max_batch_tokens
+        self.limits = limits
+        api.state.limits = limits
+        self.stats: Counter = Counter()
+        self.batcher = ContinuousBatcher(self.process, settings.max_batch_size)
+
+    def batch_stats(self) -> dict:
+        """Totals since start: takes, requests, forward passes, rows, real and padded tokens, seconds."""
+        return dict(self.stats)
+
+    def run_passes(self, rows: list[TokenRow], pad_id: int, side: str, model) -> list[torch.Tensor]:
+        """``model(**padded)`` over every row, in token-budget passes; one output per row, in order."""
+        start = time.perf_counter()
+        outputs: list[torch.Tensor] = [None] * len(rows)  # type: ignore[list-item]
+        with torch.inference_mode():
+            for group in forward_groups([len(row) for row in rows], self.max_batch_tokens):
+                batch = pad_rows([rows[i] for i in group], pad_id, side)
+                count_pass(self.stats, batch)
+                for index, output in zip(group, model(batch)):
+                    outputs[index] = output
+        self.stats["forward_s"] += time.perf_counter() - start
+        return outputs
 
 
 @serve.deployment(
     name="Embedder",
-    max_ongoing_requests=128,
+    max_ongoing_requests=256,
     max_queued_requests=1024,
     ray_actor_options={"num_cpus": 1},
     health_check_period_s=5,
 )
-class EmbedderDeployment:
-    """One embedder replica: ``embed(texts, query, instruction) -> (vectors (N, H) float32, tokens)``."""
+@serve.ingress(embedder_api)
+class EmbedderServer(ModelReplica):
+    """One embedder replica and the routes every deployment has."""
 
-    def __init__(self, model: str, batching: dict | None = None, over_length: str = "truncate"):
+    def __init__(self, model: str, names: list[str], limits: Limits, batching: dict | None = None, over_length: str = "truncate", reranker_names: list[str] | None = None):
         from embedforge.models.embedder import Embedder
 
         settings = BatchSettings.model_validate(batching or {})
@@ -77,16 +121,11 @@ class EmbedderDeployment:
         self.tokenizer = self.embedder.tokenizer
         self.max_length = self.embedder.settings.max_length
         self.over_length = over_length
-        self.slot = configure_batching(self.embed_rows, settings, self.max_length)
-        self.tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
-        self.forward_queue = ForwardQueue(self._forward, settings.max_batch_tokens)
-        self.stats: Counter = Counter()
-        self._forward([TokenRow(self.tokenizer("warm up")["input_ids"])])
+        self.names, self.reranker_names = list(names), list(reranker_names or [])
+        self.reranker = serve.get_deployment_handle("Reranker", RERANKER_APP) if self.reranker_names else None
+        self.start(settings, limits, embedder_api)
+        self.process([["warm up"]])
         self.stats.clear()
-
-    def batch_stats(self) -> dict:
-        """Totals since start: batches, rows, real and padded tokens, seconds in forward and tokenize."""
-        return dict(self.stats)
 
     def info(self) -> dict:
         return {
@@ -96,58 +135,87 @@ class EmbedderDeployment:
             "matryoshka_dimensions": self.embedder.settings.matryoshka_dimensions,
         }
 
-    async def embed(self, texts: list[str], query: bool = False, instruction: str | None = None) -> tuple[np.ndarray, int]:
-        prepared = self.embedder.prepare_texts(texts, query=query, instruction=instruction)
-        rows = await asyncio.get_running_loop().run_in_executor(self.tokenize_pool, self._tokenize, prepared)
-        vectors = await asyncio.gather(*(self.embed_rows(row) for row in rows))
-        return np.stack(vectors), sum(len(row) for row in rows)
-
-    def _tokenize(self, texts: list[str]) -> list[TokenRow]:
+    def process(self, payloads: list[list[str]]) -> list:
+        """On the model thread: tokenise every text of the take at once, embed, split per request."""
         start = time.perf_counter()
-        try:
-            return self._tokenize_rows(texts)
-        finally:
-            self.stats["tokenize_s"] += time.perf_counter() - start
-
-    def _tokenize_rows(self, texts: list[str]) -> list[TokenRow]:
+        texts = [text for payload in payloads for text in payload]
         # One token of headroom tells an over-long text apart from one of exactly max_length.
         limit = self.max_length + (1 if self.over_length == "reject" else 0)
         ids = self.tokenizer(texts, truncation=True, max_length=limit)["input_ids"]
-        for index, row in enumerate(ids):
-            if len(row) > self.max_length:
-                raise InputError(f"input[{index}] is longer than the model's limit of {self.max_length} tokens", "input")
-        return [TokenRow(row, self.slot) for row in ids]
-
-    @serve.batch(max_batch_size=_DEFAULT_BUDGET, batch_wait_timeout_s=0.005, batch_size_fn=batch_cost)
-    async def embed_rows(self, rows: list[TokenRow]) -> list[np.ndarray]:
-        return await self.forward_queue.run(rows)
-
-    @torch.inference_mode()
-    def _forward(self, rows: list[TokenRow]) -> list[np.ndarray]:
-        start = time.perf_counter()
-        output: list[np.ndarray] = [None] * len(rows)  # type: ignore[list-item]
-        for group in length_groups(rows):
-            batch = pad_rows([rows[i] for i in group], self.tokenizer.pad_token_id, self.tokenizer.padding_side)
-            count_batch(self.stats, batch)
+        self.stats["tokenize_s"] += time.perf_counter() - start
+        self.stats["takes"] += 1
+        self.stats["requests"] += len(payloads)
+        results, rows, spans, offset = [], [], [], 0
+        for payload in payloads:
+            own = ids[offset : offset + len(payload)]
+            offset += len(payload)
+            over = next((index for index, row in enumerate(own) if len(row) > self.max_length), None)
+            if over is not None:
+                results.append(APIError(400, f"input[{over}] is longer than the model's limit of {self.max_length} tokens", param="input", code="invalid_value"))
+                continue
+            spans.append((len(results), len(rows), len(rows) + len(own)))
+            results.append(None)
+            rows += [TokenRow(row) for row in own]
+        if rows:
             device = self.embedder.device
-            vectors = self.embedder(batch["input_ids"].to(device), batch["attention_mask"].to(device))  # (B, H)
-            for index, vector in zip(group, vectors.float().cpu().numpy()):
-                output[index] = vector
-        self.stats["forward_s"] += time.perf_counter() - start
-        return output
+            vectors = self.run_passes(rows, self.tokenizer.pad_token_id, self.tokenizer.padding_side, lambda batch: self.embedder(batch["input_ids"].to(device), batch["attention_mask"].to(device)))
+            matrix = torch.stack(vectors).float().cpu().numpy()  # (N, H)
+            for slot, begin, end in spans:
+                results[slot] = (matrix[begin:end], sum(len(row) for row in rows[begin:end]))
+        return results
+
+    @embedder_api.post("/v1/embeddings", response_model=EmbeddingResponse, responses=ERRORS, summary="Create embeddings (OpenAI-compatible)")
+    async def embeddings(self, body: EmbeddingRequest) -> Response:
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        check_model(body.model, self.names, "embeds")
+        check_count(texts, "input", self.limits)
+        dimensions = self.embedder.hidden_size
+        if body.dimensions is not None:
+            from embedforge.models.embedder import check_dimensions
+
+            try:
+                check_dimensions(body.dimensions, dimensions)
+            except ValueError as error:
+                raise APIError(400, str(error), param="dimensions", code="invalid_value") from None
+        query = body.input_type in QUERY_INPUT_TYPES or body.prompt_name == "query" or body.instruction is not None
+        prepared = self.embedder.prepare_texts(texts, query=query, instruction=body.instruction)
+        vectors, tokens = await self.batcher.submit(prepared, len(prepared))
+        return embeddings_body(truncate_rows(vectors, body.dimensions), body.encoding_format, self.names[0], tokens)
+
+    @embedder_api.post("/v1/rerank", response_model=RerankResponse, responses=ERRORS, summary="Rerank documents for a query (Cohere/Jina-compatible)")
+    async def no_reranker(self, body: RerankRequest) -> Response:
+        """Reached only when no reranker app is deployed: its route prefix takes ``/v1/rerank`` otherwise."""
+        raise APIError(404, "This server has no reranker.", param="model", code="model_not_found")
+
+    @embedder_api.get("/v1/models", response_model=ModelList, summary="The served models")
+    async def models(self) -> Response:
+        cards = [ModelCard(id=name, **card_fields(self.info())) for name in self.names]
+        if self.reranker is not None:
+            info = await call_model(self.reranker.info.remote())
+            cards += [ModelCard(id=name, **card_fields(info)) for name in self.reranker_names]
+        return json_bytes(ModelList(data=cards).model_dump(exclude_none=True))
+
+    @embedder_api.get("/health", summary="Liveness and readiness: 200 once every model deployment answers")
+    async def health(self) -> JSONResponse:
+        if self.reranker is not None:  # uncached: a reranker with no live replica makes the service not ready
+            problem = await healthy([self.reranker.info.remote()])
+            if problem is not None:
+                return problem
+        return JSONResponse({"status": "ok", "models": self.names[:1] + self.reranker_names[:1]})
 
 
 @serve.deployment(
     name="Reranker",
-    max_ongoing_requests=64,
+    max_ongoing_requests=128,
     max_queued_requests=512,
     ray_actor_options={"num_cpus": 1},
     health_check_period_s=5,
 )
-class RerankerDeployment:
-    """One reranker replica: ``rerank(query, documents, instruction) -> (probabilities (N,), tokens)``."""
+@serve.ingress(reranker_api)
+class RerankerServer(ModelReplica):
+    """One reranker replica, serving ``/v1/rerank`` under its own route prefix."""
 
-    def __init__(self, model: str, batching: dict | None = None):
+    def __init__(self, model: str, names: list[str], limits: Limits, batching: dict | None = None):
         from embedforge.models.reranker import load_reranker
 
         settings = BatchSettings.model_validate(batching or {"max_batch_size": 32})
@@ -155,37 +223,44 @@ class RerankerDeployment:
         self.tokenizer = self.reranker.tokenizer
         self.max_length = self.reranker.settings.max_length
         self.padding_side = "left" if self.reranker.settings.prompt_format == "qwen3" else self.tokenizer.padding_side
-        self.slot = configure_batching(self.score_rows, settings, self.max_length)
-        self.tokenize_pool = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
-        self.forward_queue = ForwardQueue(self._forward, settings.max_batch_tokens)
-        self._forward(self._tokenize("warm up", ["warm up"], None))
+        self.names = list(names)
+        self.start(settings, limits, reranker_api)
+        self.process([("warm up", ["warm up"], None)])
+        self.stats.clear()
 
     def info(self) -> dict:
         return {"kind": "reranker", "max_length": self.max_length}
 
-    async def rerank(self, query: str, documents: list[str], instruction: str | None = None) -> tuple[np.ndarray, int]:
-        rows = await asyncio.get_running_loop().run_in_executor(self.tokenize_pool, self._tokenize, query, documents, instruction)
-        scores = await asyncio.gather(*(self.score_rows(row) for row in rows))
-        return np.asarray(scores, dtype=np.float32), sum(len(row) for row in rows)
+    def process(self, payloads: list[tuple[str, list[str], str | None]]) -> list:
+        """On the model thread: build each request's judge inputs, score all rows together."""
+        start = time.perf_counter()
+        self.stats["takes"] += 1
+        self.stats["requests"] += len(payloads)
+        results, rows, spans = [], [], []
+        for query, documents, instruction in payloads:
+            try:
+                own = unpad(self.reranker.build_inputs(query, documents, instruction))
+            except ValueError as error:  # the query and instruction alone overflow max_length
+                results.append(APIError(400, str(error), param="query", code="invalid_value"))
+                continue
+            spans.append((len(results), len(rows), len(rows) + len(own)))
+            results.append(None)
+            rows += own
+        self.stats["tokenize_s"] += time.perf_counter() - start
+        if rows:
+            device = self.reranker.device
+            logits = self.run_passes(rows, self.tokenizer.pad_token_id, self.padding_side, lambda batch: self.reranker(**{key: value.to(device) for key, value in batch.items()}))
+            scores = torch.sigmoid(torch.stack(logits).double()).cpu().numpy()  # (N,), float64: no ties at 1.0
+            for slot, begin, end in spans:
+                results[slot] = (scores[begin:end], sum(len(row) for row in rows[begin:end]))
+        return results
 
-    def _tokenize(self, query: str, documents: list[str], instruction: str | None) -> list[TokenRow]:
-        try:
-            batch = self.reranker.build_inputs(query, documents, instruction)
-        except ValueError as error:  # the query and instruction alone overflow max_length
-            raise InputError(str(error), "query") from None
-        return unpad(batch, self.slot)
-
-    @serve.batch(max_batch_size=_DEFAULT_BUDGET, batch_wait_timeout_s=0.005, batch_size_fn=batch_cost)
-    async def score_rows(self, rows: list[TokenRow]) -> list[float]:
-        return await self.forward_queue.run(rows)
-
-    @torch.inference_mode()
-    def _forward(self, rows: list[TokenRow]) -> list[float]:
-        output = [0.0] * len(rows)
-        for group in length_groups(rows):
-            batch = pad_rows([rows[i] for i in group], self.tokenizer.pad_token_id, self.padding_side)
-            batch = {key: value.to(self.reranker.device) for key, value in batch.items()}
-            scores = torch.sigmoid(self.reranker(**batch).double()).cpu().tolist()  # (B,), float64: no ties at 1.0
-            for index, score in zip(group, scores):
-                output[index] = score
-        return output
+    @reranker_api.post("/", response_model=RerankResponse, responses=ERRORS, summary="Rerank documents for a query (Cohere/Jina-compatible)")
+    async def rerank(self, body: RerankRequest) -> Response:
+        check_model(body.model, self.names, "reranks")
+        documents = [document if isinstance(document, str) else document.text for document in body.documents]
+        check_count(documents, "documents", self.limits)
+        scores, tokens = await self.batcher.submit((body.query, documents, body.instruction), len(documents))
+        results = ranked_results(scores, documents, body.top_n, body.return_documents)
+        response = RerankResponse(id=str(uuid.uuid4()), model=self.names[0], results=results, usage=RerankUsage(total_tokens=tokens))
+        return Response(response.model_dump_json(exclude_none=True), media_type="application/json")

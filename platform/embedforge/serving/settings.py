@@ -16,19 +16,21 @@ from pydantic import Field, model_validator
 from embedforge.config import ConfigModel, DataPath
 
 DEFAULT_API_KEY_ENV = "EMBEDFORGE_API_KEYS"
+APP = "embedforge"
+"""The Serve application of the embedder, on route ``/``."""
+RERANKER_APP = "embedforge-reranker"
+"""The Serve application of the reranker, on route ``/v1/rerank``."""
 
 
 class BatchSettings(ConfigModel):
-    """Dynamic batching of one model deployment."""
+    """Continuous batching of one model deployment (:mod:`embedforge.serving.batching`)."""
 
     max_batch_size: int = Field(64, ge=1)
-    """Texts (or query-document pairs) in one forward pass."""
+    """Texts (or query-document pairs) the model thread takes at once; one larger request is taken alone."""
     max_batch_tokens: int = Field(16384, ge=8)
     """Padded tokens in one forward pass: ``longest sequence x batch rows``; bounds memory and wasted compute."""
-    batch_wait_timeout_s: float = Field(0.005, ge=0)
-    """How long a batch waits to fill once its first item arrives."""
     torch_threads: int | None = Field(None, ge=1)
-    """Intra-op threads of a replica; ``None`` keeps torch's default (all cores)."""
+    """Intra-op threads of a replica; ``None`` is one per CPU the replica reserves (``num_cpus``)."""
     device: str | None = None
     """``cpu``, ``cuda``...; ``None`` picks CUDA when the replica has a GPU."""
 

@@ -178,6 +178,36 @@ def test_64_concurrent_requests_all_succeed_with_correct_vectors(client, embedde
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
 
 
+def test_10000_requests_at_concurrency_64_lose_nothing_and_each_gets_its_own_vector(server, embedder):
+    """A bounded load test on loopback: every response is a 200 whose vector is its own text's."""
+    import asyncio
+
+    import aiohttp
+
+    distinct = [f"load probe {i}: {TEXTS[i % len(TEXTS)]}" for i in range(100)]
+    expected = embedder.encode(distinct)
+    total, concurrency = 10_000, 64
+    order = list(range(total))[::-1]
+    mismatches, statuses = [], []
+
+    async def client(http):
+        while order:
+            index = order.pop()
+            async with http.post("/v1/embeddings", json={**OK, "input": distinct[index % 100]}) as response:
+                statuses.append(response.status)
+                vector = np.asarray((await response.json())["data"][0]["embedding"], dtype=np.float32)
+            if np.abs(vector - expected[index % 100]).max() > 1e-5:
+                mismatches.append(index)
+
+    async def run():
+        headers = {"Authorization": f"Bearer {KEY}"}
+        async with aiohttp.ClientSession(server, headers=headers, connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+            await asyncio.gather(*(client(http) for _ in range(concurrency)))
+
+    asyncio.run(asyncio.wait_for(run(), timeout=600))
+    assert len(statuses) == total and set(statuses) == {200} and not mismatches
+
+
 OK = {"model": "all-MiniLM-L6-v2", "input": "hello"}
 BAD_EMBEDDINGS = {
     "empty input list": ({**OK, "input": []}, 400, "input"),

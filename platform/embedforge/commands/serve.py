@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default 8000, or the config's http_options.port)")
     parser.add_argument("--api-key-file", type=Path, default=None, help="file of bearer keys, one per line; EMBEDFORGE_API_KEYS also works")
     parser.add_argument("--over-length", choices=["truncate", "reject"], default="truncate", help="texts over the model's max_length")
+    parser.add_argument("--replicas", type=int, default=None, help="replicas per model (default: one per core on CPU, at most 8; one with a GPU); not with --config")
     parser.add_argument("--address", default=None, help="Ray cluster address to join; default starts a local Ray")
 
 
@@ -30,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.config is None) == (args.embedder is None):
         raise ValueError("give exactly one of --config or --embedder")
+    if args.replicas is not None and (args.config is not None or args.replicas < 1):
+        raise ValueError("--replicas must be at least 1, and a Serve config sets its own replicas")
     if args.config is not None:
         config = read_yaml_mapping(args.config)
         if args.port is not None:
@@ -48,14 +51,20 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError("\n".join(problems))
 
-    from embedforge.serving.app import use_fast_path
+    import os
+
+    from embedforge.serving.app import default_replicas, use_fast_path
 
     use_fast_path()  # before Ray (and Serve's constants) load; a joined cluster keeps its own setting
     import ray
 
     from embedforge.serving.app import deploy_config, start_local, stop_local
 
-    ray.init(address=args.address, configure_logging=False)
+    replicas = args.replicas or (default_replicas() if args.config is None else None)
+    # A local Ray gets a logical CPU for each replica (num_cpus: 1 each), however many cores there are.
+    models = 1 + bool(args.config is None and args.reranker)
+    logical_cpus = None if args.address else max(os.cpu_count() or 1, (replicas or 1) * models + 1)
+    ray.init(address=args.address, num_cpus=logical_cpus, configure_logging=False)
     # After ray.init, which installs its own SIGTERM handler that would exit without stopping Serve.
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -64,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         if args.config is not None:
             urls = list(deploy_config(config).values())
         else:
-            urls = [start_local(settings, host=args.host, port=args.port or 8000)]
+            urls = [start_local(settings, host=args.host, port=args.port or 8000, replicas=replicas)]
         print(f"serving {', '.join(urls)}  (OpenAPI at {urls[0].rstrip('/')}/openapi.json; Ctrl-C stops)", flush=True)
         while not stop.wait(0.5):
             pass

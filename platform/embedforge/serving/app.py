@@ -24,10 +24,34 @@ FAST_PATH_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PRO
 """Measured here without a model: about 30 CPU-ms per request on Serve's default path, about 2 with these."""
 
 
+LOCAL_DRAIN_ENV = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+"""A stopping replica waits this long for HAProxy to stop routing to it. Ray's default of 30 s
+suits a multi-node cluster; on one machine HAProxy reloads at once, and 30 s made every stop
+(and every downscale) of a local server last 30 s."""
+
+
 def use_fast_path() -> None:
-    """Set :data:`FAST_PATH_ENV` (unless already set) for a Ray this process is about to start."""
-    for key, value in FAST_PATH_ENV.items():
+    """Set :data:`FAST_PATH_ENV` and :data:`LOCAL_DRAIN_ENV` (unless set) for the local Ray this process is about to start.
+
+    Call it before importing ``ray.serve``: Serve reads these when its modules load.
+    """
+    for key, value in {**FAST_PATH_ENV, **LOCAL_DRAIN_ENV}.items():
         os.environ.setdefault(key, value)
+
+
+MAX_DEFAULT_REPLICAS = 8
+
+
+def default_replicas() -> int:
+    """Replicas per model for ``embedforge serve``: one per core on a CPU machine (at most
+    :data:`MAX_DEFAULT_REPLICAS`, each a copy of the model in memory), one with a GPU.
+
+    Measured on 2 cores (docs/benchmarks.md): two one-thread replicas served 1.3x what one
+    two-thread replica did at concurrency 32; small forward passes do not split well across threads.
+    """
+    import torch
+
+    return 1 if torch.cuda.is_available() else max(1, min(os.cpu_count() or 1, MAX_DEFAULT_REPLICAS))
 
 
 def _parse(args: dict[str, Any] | Any):
@@ -44,12 +68,13 @@ def _limits(settings):
     return Limits(settings.max_inputs, settings.max_body_bytes, load_key_digests(settings.api_key_env, settings.api_key_file))
 
 
-def build_app(args):
+def build_app(args, *, replicas: int | None = None):
     """The ``embedforge`` application: the embedder and the routes every deployment has.
 
     ``args`` are :class:`~embedforge.serving.settings.ServeSettings` fields (a Serve config's
     ``args:`` mapping). Model references resolve here, so a missing folder fails the deploy
     with its path; API keys are read here and only their digests reach the replicas.
+    ``replicas`` fixes the replica count (``embedforge serve``); Serve configs set their own.
     """
     from embedforge.models.registry import resolve_model
     from embedforge.serving.deployments import EmbedderServer
@@ -59,10 +84,11 @@ def build_app(args):
     embedder_path = str(resolve_model(settings.embedder))
     reranker_names = served_names(settings.reranker, resolve_model(settings.reranker), settings.reranker_name) if settings.reranker else None
     names = served_names(settings.embedder, embedder_path, settings.embedder_name)
-    return EmbedderServer.bind(embedder_path, names, _limits(settings), settings.embedder_batching.model_dump(), settings.over_length, reranker_names)
+    deployment = EmbedderServer.options(num_replicas=replicas) if replicas else EmbedderServer
+    return deployment.bind(embedder_path, names, _limits(settings), settings.embedder_batching.model_dump(), settings.over_length, reranker_names)
 
 
-def build_reranker_app(args):
+def build_reranker_app(args, *, replicas: int | None = None):
     """The ``embedforge-reranker`` application (route ``/v1/rerank``), from the same ``args``."""
     from embedforge.models.registry import resolve_model
     from embedforge.serving.deployments import RerankerServer
@@ -72,10 +98,11 @@ def build_reranker_app(args):
     if not settings.reranker:
         raise ValueError("build_reranker_app args: 'reranker' is not set")
     path = str(resolve_model(settings.reranker))
-    return RerankerServer.bind(path, served_names(settings.reranker, path, settings.reranker_name), _limits(settings), settings.reranker_batching.model_dump())
+    deployment = RerankerServer.options(num_replicas=replicas) if replicas else RerankerServer
+    return deployment.bind(path, served_names(settings.reranker, path, settings.reranker_name), _limits(settings), settings.reranker_batching.model_dump())
 
 
-def start_local(settings, *, host: str = "127.0.0.1", port: int = 8000) -> str:
+def start_local(settings, *, host: str = "127.0.0.1", port: int = 8000, replicas: int | None = None) -> str:
     """Start Serve's HTTP proxy on ``host:port``, deploy the applications, wait until healthy; returns the URL."""
     from ray import serve
 
@@ -84,8 +111,8 @@ def start_local(settings, *, host: str = "127.0.0.1", port: int = 8000) -> str:
     settings = _parse(settings)
     serve.start(http_options={"host": host, "port": port})
     if settings.reranker:
-        serve.run(build_reranker_app(settings), name=RERANKER_APP, route_prefix="/v1/rerank", blocking=False)
-    serve.run(build_app(settings), name=APP, route_prefix="/", blocking=False)
+        serve.run(build_reranker_app(settings, replicas=replicas), name=RERANKER_APP, route_prefix="/v1/rerank", blocking=False)
+    serve.run(build_app(settings, replicas=replicas), name=APP, route_prefix="/", blocking=False)
     return f"http://{host}:{port}"
 
 
@@ -120,10 +147,23 @@ def deploy_config(config: str | Path | dict[str, Any], timeout_s: float = 600) -
     return {app.name: f"http://{host}:{port}{(app.route_prefix or '').rstrip('/')}" for app in schema.applications}
 
 
-def stop_local() -> None:
-    """Delete every application (waiting until each is gone), then stop Serve's controller and proxies."""
-    from ray import serve
+def stop_local(timeout_s: float = 120) -> None:
+    """Delete every application and stop Serve's controller and proxies; waits until the controller is gone.
 
-    for name in list(serve.status().applications):
-        serve.delete(name, _blocking=True)
+    ``serve.shutdown`` itself returns after 30 s even when replicas are still draining (seen
+    with the HAProxy fast path), which would leave the next ``serve.start`` a half-stopped
+    controller.
+    """
+    import ray
+    from ray import serve
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
     serve.shutdown()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"Serve's controller was still running {timeout_s:.0f} s after shutdown")

@@ -262,6 +262,7 @@ def test_api_key_is_required(server):
         wrong = anonymous.post("/v1/embeddings", json=OK, headers={"Authorization": "Bearer sk-wrong"})
         assert wrong.status_code == 401
         assert anonymous.get("/v1/models").status_code == 401
+        assert anonymous.post("/v1/rerank", json={"query": "q", "documents": ["d"]}).status_code == 401  # the reranker's own app
         assert anonymous.get("/health").status_code == 200
         assert anonymous.get("/openapi.json").status_code == 200
 

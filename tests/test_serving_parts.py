@@ -145,3 +145,16 @@ def test_served_names_are_meaningful_by_default(tmp_path, minilm_dir):
     assert served_names(f"{plain}/", plain) == ["my-embedder"]
     assert served_names(str(merged), merged, "public") == ["public"]
     assert served_names("tiny-qwen3-embedder", tmp_path / "cache" / "tiny-qwen3-embedder") == ["tiny-qwen3-embedder"]
+
+
+def test_a_serve_config_with_a_reranker_needs_the_reranker_application(tiny_embedder_dir, tiny_reranker_dir):
+    from embedforge.commands.serve import config_problems
+
+    args = {"embedder": str(tiny_embedder_dir), "reranker": str(tiny_reranker_dir)}
+    embedder_app = {"name": "embedforge", "route_prefix": "/", "import_path": "embedforge.serving.app:build_app", "args": args}
+    reranker_app = {"name": "embedforge-reranker", "route_prefix": "/v1/rerank", "import_path": "embedforge.serving.app:build_reranker_app", "args": args}
+    assert config_problems({"applications": [embedder_app, reranker_app]}) == []
+    (problem,) = config_problems({"applications": [embedder_app]})
+    assert problem.startswith("applications: args.reranker is set, but no application named 'embedforge-reranker'")
+    assert config_problems({"applications": [embedder_app, {**reranker_app, "route_prefix": "/rerank"}]}) == [problem]
+    assert config_problems({"applications": [{**embedder_app, "args": {"embedder": str(tiny_embedder_dir)}}]}) == []

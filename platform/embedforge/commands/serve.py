@@ -86,13 +86,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def config_problems(config: dict) -> list[str]:
-    """Problems with the embedforge applications of a Serve config, found without starting Ray."""
-    from embedforge.config import ConfigError, parse_config
-    from embedforge.serving.settings import ServeSettings, settings_problems
+    """Problems with the embedforge applications of a Serve config, found without starting Ray.
 
-    problems = []
-    for index, application in enumerate(config.get("applications") or []):
-        if not isinstance(application, dict) or not str(application.get("import_path", "")).startswith("embedforge."):
+    Besides each application's ``args``, a reranker must be served by an application named
+    ``embedforge-reranker`` on route ``/v1/rerank``: that is where the embedder's app finds it.
+    """
+    from embedforge.config import ConfigError, parse_config
+    from embedforge.serving.settings import RERANKER_APP, ServeSettings, settings_problems
+
+    problems, wants_reranker = [], False
+    applications = [app for app in config.get("applications") or [] if isinstance(app, dict)]
+    for index, application in enumerate(applications):
+        import_path = str(application.get("import_path", ""))
+        if not import_path.startswith("embedforge."):
             continue
         where = f"applications.{index}.args"
         try:
@@ -101,4 +107,11 @@ def config_problems(config: dict) -> list[str]:
             problems += str(error).splitlines()
             continue
         problems += [f"{where}.{problem}" for problem in settings_problems(settings)]
+        wants_reranker |= import_path.endswith(":build_app") and settings.reranker is not None
+    rerankers = [app for app in applications if str(app.get("import_path", "")).endswith(":build_reranker_app")]
+    if wants_reranker and not any(app.get("name") == RERANKER_APP and app.get("route_prefix") == "/v1/rerank" for app in rerankers):
+        problems.append(
+            f"applications: args.reranker is set, but no application named '{RERANKER_APP}' with route_prefix /v1/rerank "
+            "imports embedforge.serving.app:build_reranker_app (see cluster/serve.yaml)"
+        )
     return problems

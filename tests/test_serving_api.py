@@ -208,6 +208,36 @@ def test_10000_requests_at_concurrency_64_lose_nothing_and_each_gets_its_own_vec
     assert len(statuses) == total and set(statuses) == {200} and not mismatches
 
 
+def test_fuzzed_requests_from_the_openapi_spec_never_get_a_5xx(server):
+    """Schemathesis generates 500 valid and 500 invalid requests for every route of ``/openapi.json``.
+
+    Routes without inputs (``GET /health``) have fewer distinct requests than that; Hypothesis
+    stops once it has tried them all.
+    """
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.generation import GenerationMode
+
+    schema = schemathesis.openapi.from_url(f"{server}/openapi.json")
+    headers = {"Authorization": f"Bearer {KEY}"}
+    sent: dict[tuple[str, str], int] = {}
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        for mode in GenerationMode if operation.method.upper() == "POST" else [GenerationMode.POSITIVE]:  # GETs take no input
+
+            @settings(max_examples=500, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def check(case):
+                response = case.call(base_url=server, headers=headers, timeout=60)
+                sent[operation.label, mode.value] = sent.get((operation.label, mode.value), 0) + 1
+                assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:200]}"
+
+            check()
+    posts = {key: count for key, count in sent.items() if key[0].startswith("POST")}
+    assert {label for label, _ in posts} == {"POST /v1/embeddings", "POST /v1/rerank"}
+    assert min(posts.values()) >= 500, posts
+
+
 OK = {"model": "all-MiniLM-L6-v2", "input": "hello"}
 BAD_EMBEDDINGS = {
     "empty input list": ({**OK, "input": []}, 400, "input"),
@@ -275,11 +305,12 @@ def test_killing_the_embedder_replica_loses_only_in_flight_requests(client, embe
 
     def worker():
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 status = client.post("/v1/embeddings", json={**OK, "input": "recovery probe"}).status_code
             except httpx.TransportError:  # the replica held this request and died: the proxy closes the connection
                 status = "disconnected"
-            statuses.append((time.monotonic(), status))
+            statuses.append((started, time.monotonic(), status))
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for thread in threads:
@@ -289,15 +320,19 @@ def test_killing_the_embedder_replica_loses_only_in_flight_requests(client, embe
     killed_at = time.monotonic()
     ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and not any(t > killed_at + 1 and code == 200 for t, code in statuses):
+    while time.monotonic() < deadline and not any(ended > killed_at + 1 and code == 200 for _, ended, code in statuses):
         time.sleep(0.5)
     time.sleep(1)
     stop.set()
     for thread in threads:
         thread.join()
-    failures = [code for _, code in statuses if code != 200]
-    assert any(t > killed_at and code == 200 for t, code in statuses), "the deployment did not recover"
-    assert len(failures) <= concurrency, f"{len(failures)} failures > {concurrency} requests in flight"
+    failures = [code for _, _, code in statuses if code != 200]
+    late = [round(started - killed_at, 3) for started, _, code in statuses if code != 200 and started > killed_at + 1]
+    recovered = [ended - killed_at for started, ended, code in statuses if code == 200 and started > killed_at]
+    assert recovered and min(recovered) < 60, "the deployment did not serve again within 60 s"
+    # Lost: the request each client had in flight when the replica died (ray.kill lands a few ms
+    # after it returns), plus at most one each sent to its socket before HAProxy dropped it.
+    assert len(failures) <= 2 * concurrency and not late, (failures, late)
     assert set(failures) <= {502, 503, "disconnected"}, failures  # a request lost with its replica, never a 500
     after = client.post("/v1/embeddings", json={**OK, "input": "recovery probe"})
     np.testing.assert_allclose(after.json()["data"][0]["embedding"], expected, atol=1e-5)

@@ -68,19 +68,27 @@ def _limits(settings):
     return Limits(settings.max_inputs, settings.max_body_bytes, load_key_digests(settings.api_key_env, settings.api_key_file))
 
 
-def build_app(args, *, replicas: int | None = None):
+def build_app(args):
     """The ``embedforge`` application: the embedder and the routes every deployment has.
 
     ``args`` are :class:`~embedforge.serving.settings.ServeSettings` fields (a Serve config's
     ``args:`` mapping). Model references resolve here, so a missing folder fails the deploy
     with its path; API keys are read here and only their digests reach the replicas.
-    ``replicas`` fixes the replica count (``embedforge serve``); Serve configs set their own.
     """
+    return embedder_app(_parse(args))
+
+
+def build_reranker_app(args):
+    """The ``embedforge-reranker`` application (route ``/v1/rerank``), from the same ``args``."""
+    return reranker_app(_parse(args))
+
+
+def embedder_app(settings, replicas: int | None = None):
+    """:func:`build_app` from parsed settings; ``replicas`` fixes the replica count (Serve configs set their own)."""
     from embedforge.models.registry import resolve_model
     from embedforge.serving.deployments import EmbedderServer
     from embedforge.serving.settings import served_names
 
-    settings = _parse(args)
     embedder_path = str(resolve_model(settings.embedder))
     reranker_names = served_names(settings.reranker, resolve_model(settings.reranker), settings.reranker_name) if settings.reranker else None
     names = served_names(settings.embedder, embedder_path, settings.embedder_name)
@@ -88,13 +96,12 @@ def build_app(args, *, replicas: int | None = None):
     return deployment.bind(embedder_path, names, _limits(settings), settings.embedder_batching.model_dump(), settings.over_length, reranker_names)
 
 
-def build_reranker_app(args, *, replicas: int | None = None):
-    """The ``embedforge-reranker`` application (route ``/v1/rerank``), from the same ``args``."""
+def reranker_app(settings, replicas: int | None = None):
+    """:func:`build_reranker_app` from parsed settings."""
     from embedforge.models.registry import resolve_model
     from embedforge.serving.deployments import RerankerServer
     from embedforge.serving.settings import served_names
 
-    settings = _parse(args)
     if not settings.reranker:
         raise ValueError("build_reranker_app args: 'reranker' is not set")
     path = str(resolve_model(settings.reranker))
@@ -111,8 +118,8 @@ def start_local(settings, *, host: str = "127.0.0.1", port: int = 8000, replicas
     settings = _parse(settings)
     serve.start(http_options={"host": host, "port": port})
     if settings.reranker:
-        serve.run(build_reranker_app(settings, replicas=replicas), name=RERANKER_APP, route_prefix="/v1/rerank", blocking=False)
-    serve.run(build_app(settings, replicas=replicas), name=APP, route_prefix="/", blocking=False)
+        serve.run(reranker_app(settings, replicas), name=RERANKER_APP, route_prefix="/v1/rerank", blocking=False)
+    serve.run(embedder_app(settings, replicas), name=APP, route_prefix="/", blocking=False)
     return f"http://{host}:{port}"
 
 

@@ -243,6 +243,9 @@ async def measure(url, encode, cross, claims, passages, reference, threads, load
     rate, best = best_in_process(lambda items: cross.predict(items, batch_size=IN_PROCESS_BATCH), pairs, threads)
     notes["in-process threads"][f"rerank c={RERANK_CONCURRENCY}"] = best
     await served(f"embedforge rerank, 1 query x {RERANK_DOCS} docs (pairs/s)", reranker, "/v1/rerank", [{"query": q, "documents": d} for q, d in queries], RERANK_CONCURRENCY, len(pairs), rate)
+    from ray.serve.context import _get_global_client
+
+    await _get_global_client().shutdown_cached_handles_async()  # on this loop, before it closes
 
 
 

@@ -20,6 +20,9 @@ from typing import Any
 
 import yaml
 
+from embedforge.config import ConfigError, parse_config
+from embedforge.serving.settings import APP, RERANKER_APP, ServeSettings, served_names
+
 FAST_PATH_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
 """Measured here without a model: about 30 CPU-ms per request on Serve's default path, about 2 with these."""
 
@@ -54,14 +57,11 @@ def default_replicas() -> int:
     return 1 if torch.cuda.is_available() else max(1, min(os.cpu_count() or 1, MAX_DEFAULT_REPLICAS))
 
 
-def _parse(args: dict[str, Any] | Any):
-    from embedforge.config import parse_config
-    from embedforge.serving.settings import ServeSettings
-
+def _parse(args: dict[str, Any] | ServeSettings) -> ServeSettings:
     return args if isinstance(args, ServeSettings) else parse_config(dict(args), ServeSettings, "build_app args")
 
 
-def _limits(settings):
+def _limits(settings: ServeSettings):
     from embedforge.serving.api import Limits
     from embedforge.serving.keys import load_key_digests
 
@@ -83,11 +83,10 @@ def build_reranker_app(args):
     return reranker_app(_parse(args))
 
 
-def embedder_app(settings, replicas: int | None = None):
+def embedder_app(settings: ServeSettings, replicas: int | None = None):
     """:func:`build_app` from parsed settings; ``replicas`` fixes the replica count (Serve configs set their own)."""
     from embedforge.models.registry import resolve_model
     from embedforge.serving.deployments import EmbedderServer
-    from embedforge.serving.settings import served_names
 
     embedder_path = str(resolve_model(settings.embedder))
     reranker_names = served_names(settings.reranker, resolve_model(settings.reranker), settings.reranker_name) if settings.reranker else None
@@ -96,11 +95,10 @@ def embedder_app(settings, replicas: int | None = None):
     return deployment.bind(embedder_path, names, _limits(settings), settings.embedder_batching.model_dump(), settings.over_length, reranker_names)
 
 
-def reranker_app(settings, replicas: int | None = None):
+def reranker_app(settings: ServeSettings, replicas: int | None = None):
     """:func:`build_reranker_app` from parsed settings."""
     from embedforge.models.registry import resolve_model
     from embedforge.serving.deployments import RerankerServer
-    from embedforge.serving.settings import served_names
 
     if not settings.reranker:
         raise ValueError("build_reranker_app args: 'reranker' is not set")
@@ -109,11 +107,9 @@ def reranker_app(settings, replicas: int | None = None):
     return deployment.bind(path, served_names(settings.reranker, path, settings.reranker_name), _limits(settings), settings.reranker_batching.model_dump())
 
 
-def start_local(settings, *, host: str = "127.0.0.1", port: int = 8000, replicas: int | None = None) -> str:
+def start_local(settings: ServeSettings | dict[str, Any], *, host: str = "127.0.0.1", port: int = 8000, replicas: int | None = None) -> str:
     """Start Serve's HTTP proxy on ``host:port``, deploy the applications, wait until healthy; returns the URL."""
     from ray import serve
-
-    from embedforge.serving.settings import APP, RERANKER_APP
 
     settings = _parse(settings)
     serve.start(http_options={"host": host, "port": port})
@@ -132,8 +128,6 @@ def deploy_config(config: str | Path | dict[str, Any], timeout_s: float = 600) -
     from ray import serve
     from ray.serve._private import api as serve_private_api
     from ray.serve.schema import ServeDeploySchema
-
-    from embedforge.config import ConfigError
 
     source = str(config) if not isinstance(config, dict) else "<serve config>"
     data = config if isinstance(config, dict) else yaml.safe_load(Path(config).read_text())

@@ -18,7 +18,6 @@ import time
 import uuid
 from collections import Counter
 
-import numpy as np
 import torch
 from fastapi.responses import JSONResponse, Response
 from ray import serve

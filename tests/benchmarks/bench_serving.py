@@ -267,7 +267,7 @@ def write_report(rows: list[list], cpu_rows: list[list], notes: dict, load_befor
         + markdown_table(["load", "concurrency", *CPU_COLUMNS], cpu_rows)
         + f"\n\nServed vectors against in-process ones: max abs difference {notes.get('max abs difference to in-process', float('nan')):.2e}. "
         f"1-minute load average before the run: {load_before:.1f} on {CORES} cores"
-        + (" (other jobs shared the machine)." if load_before > CORES / 2 else " (an otherwise idle machine).")
+        + (" (other jobs shared the machine)." if load_before > CORES else " (an otherwise idle machine).")
     )
     write_section("serving", "Serving (Ray Serve, MiniLM)", "python tests/benchmarks/bench_serving.py", body)
 

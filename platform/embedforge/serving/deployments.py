@@ -88,7 +88,7 @@ class ModelReplica:
         return dict(self.stats)
 
     def run_passes(self, rows: list[TokenRow], pad_id: int, side: str, model) -> list[torch.Tensor]:
-        """``model(**padded)`` over every row, in token-budget passes; one output per row, in order."""
+        """``model(padded batch)`` over every row, in token-budget passes (:func:`forward_groups`); one output per row, in order."""
         start = time.perf_counter()
         outputs: list[torch.Tensor] = [None] * len(rows)  # type: ignore[list-item]
         with torch.inference_mode():

@@ -10,7 +10,6 @@ and error handling. Every client mistake is a 4xx with an OpenAI-style
 # real classes (not strings to resolve in a partial copy of the module globals).
 
 import asyncio
-import base64
 import logging
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embedforge.serving.keys import is_authorized
-from embedforge.serving.schemas import EmbeddingRequest, ErrorResponse, RerankRequest
+from embedforge.serving.schemas import EmbeddingRequest, ErrorResponse, RerankRequest, encode_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -159,8 +158,8 @@ def json_bytes(body) -> Response:
 def embeddings_body(vectors: np.ndarray, encoding_format: str, model: str, tokens: int) -> Response:
     """OpenAI's embeddings response for ``(N, H)`` float32 vectors, without a pydantic object per row."""
     if encoding_format == "base64":
-        rows = [base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii") for vector in vectors]
-    else:
+        rows = [encode_embedding(vector, "base64") for vector in vectors]
+    else:  # numpy rows: orjson writes float32 in its shortest form, no Python floats in between
         rows = list(np.ascontiguousarray(vectors, dtype=np.float32))
     data = [{"object": "embedding", "index": index, "embedding": row} for index, row in enumerate(rows)]
     return json_bytes({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})

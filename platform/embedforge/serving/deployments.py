@@ -22,6 +22,8 @@ import torch
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
+from embedforge.models.embedder import Embedder, check_dimensions
+from embedforge.models.reranker import load_reranker
 from embedforge.serving.api import (
     ERRORS,
     APIError,
@@ -113,8 +115,6 @@ class EmbedderServer(ModelReplica):
     """One embedder replica and the routes every deployment has."""
 
     def __init__(self, model: str, names: list[str], limits: Limits, batching: dict | None = None, over_length: str = "truncate", reranker_names: list[str] | None = None):
-        from embedforge.models.embedder import Embedder
-
         settings = BatchSettings.model_validate(batching or {})
         self.embedder = Embedder.load(model, device=settings.device)
         self.tokenizer = self.embedder.tokenizer
@@ -168,14 +168,10 @@ class EmbedderServer(ModelReplica):
         texts = [body.input] if isinstance(body.input, str) else body.input
         check_model(body.model, self.names, "embeds")
         check_count(texts, "input", self.limits)
-        dimensions = self.embedder.hidden_size
-        if body.dimensions is not None:
-            from embedforge.models.embedder import check_dimensions
-
-            try:
-                check_dimensions(body.dimensions, dimensions)
-            except ValueError as error:
-                raise APIError(400, str(error), param="dimensions", code="invalid_value") from None
+        try:
+            check_dimensions(body.dimensions, self.embedder.hidden_size)
+        except ValueError as error:
+            raise APIError(400, str(error), param="dimensions", code="invalid_value") from None
         query = body.input_type in QUERY_INPUT_TYPES or body.prompt_name == "query" or body.instruction is not None
         prepared = self.embedder.prepare_texts(texts, query=query, instruction=body.instruction)
         vectors, tokens = await self.batcher.submit(prepared, len(prepared))
@@ -215,8 +211,6 @@ class RerankerServer(ModelReplica):
     """One reranker replica, serving ``/v1/rerank`` under its own route prefix."""
 
     def __init__(self, model: str, names: list[str], limits: Limits, batching: dict | None = None):
-        from embedforge.models.reranker import load_reranker
-
         settings = BatchSettings.model_validate(batching or {"max_batch_size": 32})
         self.reranker = load_reranker(model, device=settings.device)
         self.tokenizer = self.reranker.tokenizer

@@ -176,6 +176,8 @@ def test_train_and_serve_check_paths_before_starting_ray(capsys, tmp_path, tiny_
     fails_fast(capsys, "train", "--config", config, problem=f"{config}: data.datasets.0.path: {tmp_path / 'missing.jsonl'} does not exist")
     fails_fast(capsys, "serve", "--embedder", tmp_path / "nowhere", problem=f"embedder: model folder not found: {tmp_path / 'nowhere'}")
     fails_fast(capsys, "serve", "--embedder", tiny_embedder_dir, "--reranker", tiny_embedder_dir, problem="reranker: ")
+    fails_fast(capsys, "serve", "--embedder", tiny_embedder_dir, "--replicas", "0", problem="--replicas must be at least 1, got 0")
+    fails_fast(capsys, "serve", "--config", Path(__file__).resolve().parents[1] / "cluster" / "serve.yaml", "--replicas", "2", problem="--replicas is for --embedder")
 
 
 def test_evaluate_checks_task_names_and_models_first(capsys, tmp_path, tiny_reranker_dir):

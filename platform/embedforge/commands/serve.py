@@ -31,8 +31,10 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.config is None) == (args.embedder is None):
         raise ValueError("give exactly one of --config or --embedder")
-    if args.replicas is not None and (args.config is not None or args.replicas < 1):
-        raise ValueError("--replicas must be at least 1, and a Serve config sets its own replicas")
+    if args.replicas is not None and args.replicas < 1:
+        raise ValueError(f"--replicas must be at least 1, got {args.replicas}")
+    if args.replicas is not None and args.config is not None:
+        raise ValueError("--replicas is for --embedder; a Serve config sets replicas in its deployments")
     if args.config is not None:
         config = read_yaml_mapping(args.config)
         if args.port is not None:

@@ -56,7 +56,7 @@ def test_vllm_processor_builds_without_running(local_ray):
     config = GeneratorConfig.model_validate(
         {"engine": "vllm", "model": "/nonexistent/qwen3", "vllm": {"concurrency": 2, "tensor_parallel_size": 2, "accelerator_type": "H100"}}
     )
-    processor = build_generation_stage(config, schema=QUERY_SCHEMA)
+    processor = build_generation_stage(config, schema=lambda row: QUERY_SCHEMA).processor
     assert [type(stage).__name__ for stage in processor.stages.values()] == ["ChatTemplateStage", "TokenizeStage", "vLLMEngineStage", "DetokenizeStage"]
     engine = processor.stages["vLLMEngineStage"]
     assert engine.fn_constructor_kwargs["engine_kwargs"]["tensor_parallel_size"] == 2

@@ -6,14 +6,49 @@ Three engines, picked by :attr:`GeneratorConfig.engine`:
   default and what the tests run. Retries a rejected generation in place, up to
   ``max_attempts``, with a new sampling seed.
 - ``vllm``: ``ray.data.llm.build_processor`` with a ``vLLMEngineProcessorConfig``; JSON
-  structured output from the step's schema. Needs the ``vllm`` extra and GPUs;
+  structured output from the step's per-row schema. Needs the ``vllm`` extra and GPUs;
   **never run in this project's CI** (see ``docs/synthesis.md``).
 - ``openai``: any OpenAI-compatible chat endpoint through ``HttpRequestProcessorConfig``,
   with retries and a qps limit from config.
 
 Every engine reads the same row columns: ``prompt`` (the user message; empty means "skip
 this row", for rows already rejected) and ``generation_seed``, and adds ``generated_text``
-and ``attempts``. Rows keep every other column.
+and ``attempts``; the ``vllm`` engine also adds ``generation_error`` (the engine's message
+for a row it failed on, else ``None``). Rows keep every other column.
+
+Columns inside a ``ray.data.llm`` processor (read from Ray 2.60's source)
+--------------------------------------------------------------------------
+``Processor.__call__`` runs ``preprocess`` -> stages -> ``postprocess``. ``wrap_preprocess``
+puts the whole input row *and* the preprocess output into one internal column ``__data``;
+each stage (``StatefulStageUDF``) updates that dict with its output, overwriting a column
+of the same name. The vLLM processor's stages, in order:
+
+- chat template: reads ``messages``, **overwrites** ``prompt`` with the templated text;
+- tokenize: reads ``prompt``, writes ``tokenized_prompt``;
+- vLLM engine: pops ``prompt``, ``tokenized_prompt``, ``sampling_params``,
+  ``multimodal_data``, ``mm_processor_kwargs``, ``multimodal_uuids``,
+  ``tokenization_kwargs``; reads ``model`` (a different value makes it a LoRA request);
+  writes the ``vLLMOutputData`` fields ``prompt``, ``prompt_token_ids``,
+  ``num_input_tokens``, ``generated_tokens``, ``generated_text``,
+  ``num_generated_tokens``, ``embeddings``, ``metrics``, ``logprobs``,
+  ``prompt_logprobs``, plus ``request_id``, ``batch_uuid``, ``time_taken_llm``,
+  ``params`` and ``__inference_error__``;
+- detokenize: reads ``generated_tokens``, **overwrites** ``generated_text``.
+
+With ``should_continue_on_error``, a row the engine fails on comes back from the engine
+with the default ``vLLMOutputData`` (``prompt`` the truncated prompt, ``generated_text``
+empty), ``request_id -1`` and ``__inference_error__`` set to ``"<Type>: <message>"``. Later
+stages skip it, and ``wrap_postprocess`` returns its whole ``__data`` dict **without calling
+the postprocess**; rows that succeed get ``postprocess(data)`` plus
+``__inference_error__ = ""``. Ray Data fills the columns a row lacks with nulls.
+
+So a job's own columns would be overwritten (``prompt``, ``generated_text``), misread
+(``model``) or, on failed rows, never post-processed. :class:`ProcessorStage` therefore
+runs a processor on *sheltered* rows: every job column is renamed ``user__<name>``
+(:func:`shelter_row`) before it, and after it :func:`settle_row` keeps only those columns,
+under their own names, adds ``generated_text``, ``attempts`` and ``generation_error``, and
+drops every engine column. A failed row settles as ``generated_text=""``, ``attempts=0``
+with its ``generation_error``, which the parse step rejects as ``no_generation``.
 """
 
 from __future__ import annotations
@@ -29,6 +64,16 @@ TINY_RANDOM_MODEL = "tiny-qwen3-random"
 
 Validator = Callable[[dict, str], "str | None"]
 """``(row, generated_text) -> rejection reason or None``: decides whether the hf engine retries."""
+
+RowSchema = Callable[[dict], dict]
+"""``row -> JSON schema`` of the generation wanted for that row (structured output)."""
+
+ProcessorFactory = Callable[..., Callable]
+"""``(processor_config, *, preprocess) -> processor``: ``ray.data.llm.build_processor``, or
+anything with its signature that returns a callable on datasets (a test's stand-in)."""
+
+USER_PREFIX = "user__"
+"""Prefix of the job's columns inside a ``ray.data.llm`` processor: no stage owns such a name."""
 
 
 class HFEngineConfig(ConfigModel):
@@ -58,12 +103,12 @@ class VLLMEngineConfig(ConfigModel):
     batch_size: int = 64
     max_model_len: int = 8192
     structured_output: bool = True
-    """Constrain output to the step's JSON schema (``sampling_params.structured_outputs``)."""
+    """Constrain output to the row's JSON schema (``sampling_params.structured_outputs``)."""
     engine_kwargs: dict[str, Any] = {}
     """Extra vLLM engine arguments, merged over the ones above."""
     continue_on_error: bool = True
-    """A row the engine fails on becomes an empty generation (rejected as ``no_generation``)
-    instead of failing the job."""
+    """A row the engine fails on becomes an empty generation with its ``generation_error``
+    (rejected as ``no_generation``) instead of failing the job."""
 
 
 class OpenAIEngineConfig(ConfigModel):
@@ -249,18 +294,63 @@ def messages_for(row: dict) -> list[dict[str, str]]:
     return chat_messages(row.get("prompt") or "Reply with {}.")
 
 
-def vllm_stage(config: GeneratorConfig, schema: dict | None = None):
-    """The ``vllm`` engine: a ``ray.data.llm`` processor (a callable on datasets)."""
-    from ray.data.llm import build_processor
+def shelter_row(row: dict) -> dict:
+    """The row with every column renamed ``user__<name>``, safe from the processor's stages."""
+    return {USER_PREFIX + key: value for key, value in row.items()}
+
+
+def user_columns(row: dict) -> dict:
+    """The sheltered columns of a row, under their own names again; every other column dropped."""
+    return {key[len(USER_PREFIX) :]: value for key, value in row.items() if key.startswith(USER_PREFIX)}
+
+
+def settle_row(row: dict, text: str | None) -> dict:
+    """A processor's output row as the job's row: its own columns plus the generation.
+
+    ``row`` is either shape Ray 2.60 returns: a generated row, or a failed row (non-empty
+    ``__inference_error__``, never post-processed). ``text`` is the generation read from the
+    row. A failed or skipped row (empty ``prompt``) gets ``generated_text=""`` and
+    ``attempts=0``; a failed one keeps the engine's message in ``generation_error``.
+    """
+    user = user_columns(row)
+    error = row.get("__inference_error__") or None
+    wrote = bool(user.get("prompt")) and error is None
+    return dict(user, generated_text=(text or "") if wrote else "", attempts=1 if wrote else 0, generation_error=error)
+
+
+def settle_vllm_row(row: dict) -> dict:
+    return settle_row(row, row.get("generated_text"))
+
+
+class ProcessorStage:
+    """A ``ray.data.llm`` processor as a generation stage: shelter -> processor -> settle.
+
+    ``settle`` turns each output row (generated or failed) into the job's row; see the
+    module docstring for why the job's columns travel sheltered.
+    """
+
+    def __init__(self, processor: Callable, settle: Callable[[dict], dict]):
+        self.processor, self.settle = processor, settle
+
+    def __call__(self, dataset):
+        return self.processor(dataset.map(shelter_row)).map(self.settle)
+
+
+def vllm_stage(config: GeneratorConfig, schema: RowSchema | None = None, processor_factory: ProcessorFactory | None = None) -> ProcessorStage:
+    """The ``vllm`` engine: a ``ray.data.llm`` processor on sheltered rows.
+
+    ``schema(row)`` is that row's structured-output JSON schema; ``processor_factory``
+    defaults to ``ray.data.llm.build_processor``.
+    """
+    if processor_factory is None:
+        from ray.data.llm import build_processor as processor_factory
 
     def preprocess(row: dict) -> dict:
-        return dict(row, messages=messages_for(row), sampling_params=vllm_sampling_params(config, row, schema))
+        user = user_columns(row)
+        row_schema = schema(user) if schema is not None else None
+        return dict(messages=messages_for(user), sampling_params=vllm_sampling_params(config, user, row_schema))
 
-    def postprocess(row: dict) -> dict:
-        row = {key: value for key, value in row.items() if key not in ("messages", "sampling_params")}
-        return dict(row, generated_text=(row.get("generated_text") or "") if row.get("prompt") else "", attempts=1 if row.get("prompt") else 0)
-
-    return build_processor(vllm_processor_config(config), preprocess=preprocess, postprocess=postprocess)
+    return ProcessorStage(processor_factory(vllm_processor_config(config), preprocess=preprocess), settle_vllm_row)
 
 
 def openai_processor_config(config: GeneratorConfig):
@@ -306,7 +396,7 @@ def openai_text(response: Any) -> str:
         return ""
 
 
-def openai_stage(config: GeneratorConfig):
+def openai_stage(config: GeneratorConfig, schema: RowSchema | None = None):
     """The ``openai`` engine: an HTTP-request processor against a chat-completions endpoint."""
     from ray.data.llm import build_processor
 
@@ -321,11 +411,21 @@ def openai_stage(config: GeneratorConfig):
     return build_processor(openai_processor_config(config), preprocess=preprocess, postprocess=postprocess)
 
 
-def build_generation_stage(config: GeneratorConfig, *, schema: dict | None = None, validator: Validator | None = None) -> GenerationStage:
-    """The configured engine for one generation step (``schema`` is the step's JSON schema)."""
+def build_generation_stage(
+    config: GeneratorConfig,
+    *,
+    schema: RowSchema | None = None,
+    validator: Validator | None = None,
+    processor_factory: ProcessorFactory | None = None,
+) -> GenerationStage:
+    """The configured engine for one generation step.
+
+    ``schema(row)`` is the JSON schema of that row's answer (structured output for
+    ``vllm`` and ``openai``); ``validator`` decides the ``hf`` engine's retries;
+    ``processor_factory`` builds the ``vllm`` processor (default ``build_processor``).
+    """
     if config.engine == "hf":
         return hf_stage(config, validator)
     if config.engine == "vllm":
-        return vllm_stage(config, schema)
-    return openai_stage(config)
-
+        return vllm_stage(config, schema, processor_factory)
+    return openai_stage(config, schema)

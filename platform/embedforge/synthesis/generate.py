@@ -15,9 +15,8 @@ from pathlib import Path
 
 from embedforge.config import ConfigModel, DataPath
 from embedforge.synthesis.corpus import CorpusConfig, read_passages
-from embedforge.synthesis.engines import GeneratorConfig, build_generation_stage
+from embedforge.synthesis.engines import GeneratorConfig, ProcessorFactory, build_generation_stage
 from embedforge.synthesis.personas import load_personas
-from embedforge.synthesis.prompts import CONFIG_SCHEMA, QUERY_SCHEMA
 from embedforge.synthesis.records import (
     PlanConfig,
     QueryRules,
@@ -25,8 +24,10 @@ from embedforge.synthesis.records import (
     apply_query_step,
     config_rejection,
     config_step_prompt,
+    config_step_schema,
     plan_records,
     query_step_prompt,
+    query_step_schema,
 )
 from embedforge.synthesis.report import write_report
 from embedforge.synthesis.session import RayConfig, completed_shards, ensure_ray, from_rows
@@ -50,8 +51,12 @@ class SynthesisConfig(ConfigModel):
     ray: RayConfig = RayConfig()
 
 
-def build_pipeline(records: list[dict], config: SynthesisConfig, personas: list[str]):
-    """The lazy Ray Data pipeline from planned records to scored (or rejected) rows."""
+def build_pipeline(records: list[dict], config: SynthesisConfig, personas: list[str], processor_factory: ProcessorFactory | None = None):
+    """The lazy Ray Data pipeline from planned records to scored (or rejected) rows.
+
+    ``processor_factory`` builds the ``vllm`` engine's processors (default
+    ``ray.data.llm.build_processor``).
+    """
     rules = QueryRules(config.plan.min_query_words, config.plan.max_query_words, config.plan.reject_copies)
     light = dict(num_cpus=config.ray.map_num_cpus)
     dataset = from_rows(records, config.ray)
@@ -61,10 +66,10 @@ def build_pipeline(records: list[dict], config: SynthesisConfig, personas: list[
         **actor_options(config.teacher),
     )
     dataset = dataset.map(config_step_prompt, **light)
-    dataset = build_generation_stage(config.generator, schema=CONFIG_SCHEMA, validator=config_rejection)(dataset)
+    dataset = build_generation_stage(config.generator, schema=config_step_schema, validator=config_rejection, processor_factory=processor_factory)(dataset)
     dataset = dataset.map(apply_config_step, **light)
     dataset = dataset.map(query_step_prompt, **light)
-    dataset = build_generation_stage(config.generator, schema=QUERY_SCHEMA, validator=rules)(dataset)
+    dataset = build_generation_stage(config.generator, schema=query_step_schema, validator=rules, processor_factory=processor_factory)(dataset)
     dataset = dataset.map(apply_query_step, fn_kwargs=dict(rules=rules), **light)
     return dataset.map_batches(PairScorer, fn_constructor_kwargs=scorer_options(config.teacher), **actor_options(config.teacher))
 
@@ -100,8 +105,12 @@ def shard_stats(rows: list[dict]) -> dict:
     return {"attempted": len(rows), "accepted": len(rows) - sum(reasons.values()), "rejected": dict(sorted(reasons.items()))}
 
 
-def run_synthesis(config: SynthesisConfig) -> dict:
-    """Run (or resume) synthesis; returns the stats that ``stats.json`` also holds."""
+def run_synthesis(config: SynthesisConfig, processor_factory: ProcessorFactory | None = None) -> dict:
+    """Run (or resume) synthesis; returns the stats that ``stats.json`` also holds.
+
+    ``processor_factory`` builds the ``vllm`` engine's processors (default
+    ``ray.data.llm.build_processor``).
+    """
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
     passages, corpus_report = read_passages(config.corpus)
@@ -116,7 +125,7 @@ def run_synthesis(config: SynthesisConfig) -> dict:
     if pending:
         ensure_ray(config.ray)
         todo = [row for shard in pending.values() for row in shard]
-        for index, rows in completed_shards(build_pipeline(todo, config, load_personas(config.personas)), pending, key="id"):
+        for index, rows in completed_shards(build_pipeline(todo, config, load_personas(config.personas), processor_factory), pending, key="id"):
             pairs = [pair_row(r, config) for r in rows if not r.get("rejection")]
             rejected = [reject_row(r) for r in rows if r.get("rejection")]
             write_shard(output_dir, index, pairs, rejected, shard_stats(rows))

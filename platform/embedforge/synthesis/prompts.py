@@ -126,7 +126,8 @@ CONFIG_SCHEMA: dict = {
     "required": ["character", "question_type", "difficulty"],
     "additionalProperties": False,
 }
-"""JSON schema of the configuration step (structured output for vLLM)."""
+"""JSON schema of the configuration step with ``character`` a free string; a job sends
+:func:`config_schema`, which narrows it to the row's candidates."""
 
 QUERY_SCHEMA: dict = {
     "type": "object",
@@ -134,7 +135,20 @@ QUERY_SCHEMA: dict = {
     "required": ["query"],
     "additionalProperties": False,
 }
-"""JSON schema of the query step (structured output for vLLM)."""
+"""JSON schema of the query step (structured output for vLLM and OpenAI)."""
+
+
+def config_schema(personas: Sequence[str]) -> dict:
+    """The configuration step's JSON schema for one passage: ``character`` is one of its candidates.
+
+    Sent as structured output (vLLM guided decoding, OpenAI ``response_format``), the enum
+    keeps the model from inventing a persona, which would cost the row an
+    ``unknown_character`` rejection.
+    """
+    if not personas:
+        raise ValueError("the configuration step needs at least one candidate persona")
+    properties = dict(CONFIG_SCHEMA["properties"], character={"type": "string", "enum": list(dict.fromkeys(personas))})
+    return dict(CONFIG_SCHEMA, properties=properties)
 
 
 def check_task(task: str) -> str:

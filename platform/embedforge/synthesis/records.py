@@ -4,6 +4,10 @@ A record is one (passage, variant) pair to synthesise. Its id, task type, query 
 and query length all derive from a hash of the passage id, the variant and the seed, so a
 re-run plans exactly the same records, and a resumed job can skip finished ones.
 Every function here works on plain dicts and runs without Ray.
+
+A step's parse keeps the first rejection: a row rejected before the step stays skipped with
+its reason, and a row the engine failed on (``generation_error`` set, no ``attempts`` needed)
+is rejected as ``no_generation``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pydantic import model_validator
 
 from embedforge.config import ConfigModel
 from embedforge.synthesis.parsing import parse_config, parse_query
-from embedforge.synthesis.prompts import TASK_INSTRUCTIONS, TASK_TYPES, render_config_prompt, render_query_prompt
+from embedforge.synthesis.prompts import QUERY_SCHEMA, TASK_INSTRUCTIONS, TASK_TYPES, config_schema, render_config_prompt, render_query_prompt
 
 
 class PlanConfig(ConfigModel):
@@ -82,22 +86,44 @@ def config_step_prompt(row: dict) -> dict:
     return dict(row, prompt=render_config_prompt(row["positive"], list(row["personas"])))
 
 
+def config_step_schema(row: dict) -> dict:
+    """The configuration step's structured-output schema: ``character`` is one of the row's personas."""
+    return config_schema(list(row["personas"]))
+
+
+def query_step_schema(row: dict) -> dict:
+    return QUERY_SCHEMA
+
+
 def config_rejection(row: dict, text: str) -> str | None:
     return parse_config(text, list(row["personas"]))[1]
 
 
+def generation_attempts(row: dict) -> int:
+    """Generations the engine spent on the row; a row Ray returned failed has no ``attempts``."""
+    attempts = row.get("attempts")
+    return 0 if attempts is None or row.get("generation_error") else int(attempts)
+
+
 def apply_config_step(row: dict) -> dict:
     """Parse the configuration-step generation into columns, or record why it is rejected."""
-    config, reason = parse_config(row["generated_text"], list(row["personas"]))
+    text = row.get("generated_text") or ""
+    if row.get("rejection"):
+        config, reason = None, None
+    elif row.get("generation_error"):
+        config, reason = None, "config:no_generation"
+    else:
+        config, parsed_reason = parse_config(text, list(row["personas"]))
+        reason = None if parsed_reason is None else f"config:{parsed_reason}"
     config = config or {"character": None, "question_type": None, "difficulty": None}
     return dict(
         row,
         persona=config["character"],
         question_type=config["question_type"],
         difficulty=config["difficulty"],
-        config_text=row["generated_text"],
-        config_attempts=int(row["attempts"]),
-        rejection=None if reason is None else f"config:{reason}",
+        config_text=text,
+        config_attempts=generation_attempts(row),
+        rejection=row.get("rejection") or reason,
     )
 
 
@@ -135,11 +161,12 @@ def apply_query_step(row: dict, rules: QueryRules) -> dict:
     """Parse the query-step generation into ``query``, or record why it is rejected."""
     if row.get("rejection"):
         return dict(row, query=None, query_text=None, query_attempts=0)
-    query, reason = rules.parse(row, row["generated_text"])
+    text = row.get("generated_text") or ""
+    query, reason = (None, "no_generation") if row.get("generation_error") else rules.parse(row, text)
     return dict(
         row,
         query=query,
-        query_text=row["generated_text"],
-        query_attempts=int(row["attempts"]),
+        query_text=text,
+        query_attempts=generation_attempts(row),
         rejection=None if reason is None else f"query:{reason}",
     )

@@ -145,3 +145,14 @@ def test_a_connection_refused_endpoint_ends_rows_as_retries_exhausted(local_ray)
         port = probe.getsockname()[1]
     rows = run_rows(generator(f"http://127.0.0.1:{port}/v1/chat/completions", max_retries=1), ["a", "b"])
     assert [(r["outcome"], r["request_log"]) for r in rows.values()] == [("retries_exhausted", "connection_error connection_error =retries_exhausted")] * 2
+
+
+def test_in_flight_cap_holds_across_concurrent_batches(local_ray):
+    """Batches of 4 rows, 8 requests in flight: only concurrent batches can fill the cap, and nothing exceeds it."""
+    server = FlakyChatServer(lambda prompt, nth: Reply(content="ok", delay_s=0.3))
+    try:
+        rows = run_rows(generator(server.url, max_in_flight=8, batch_size=4), [f"row {i}" for i in range(64)])
+    finally:
+        server.close()
+    assert {r["outcome"] for r in rows.values()} == {"ok"} and len(server.requests) == 64
+    assert server.peak_in_flight == 8

@@ -76,10 +76,10 @@ def test_payload_sends_the_rows_json_schema_or_json_object():
 
 
 def scripted(prompt: str, nth: int) -> Reply:
-    """429 (Retry-After 1 s) then ok; 500, 502, ok; slow then ok; 400; 503 forever; ok."""
+    """429 (Retry-After 1 s) then ok; 500, 408, ok; slow then ok; 400; 503 forever; ok."""
     plans = {
         "rate-limited": [Reply(429, headers={"Retry-After": "1"})],
-        "flaky": [Reply(500), Reply(502)],
+        "flaky": [Reply(500), Reply(408)],
         "slow": [Reply(delay_s=3.0)],
         "bad-request": [Reply(400)] * 9,
         "down": [Reply(503)] * 9,
@@ -118,7 +118,7 @@ def test_every_row_ends_with_an_outcome_and_retry_after_is_honoured(local_ray, f
         "requests sent": 12,
         "retries": 6,
         "http 429": 1,
-        "http 5xx": 5,
+        "http 5xx": 4,
         "timeouts": 1,
         "connection_errors": 0,
         "outcome http_400": 1,

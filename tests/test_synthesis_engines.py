@@ -1,4 +1,5 @@
-"""Engines: the hf generator runs for real; vLLM and OpenAI processors are built, not run."""
+"""Engines: the hf generator runs for real; the vLLM processor is built, not run; the OpenAI request parts
+(its client runs against loopback servers in ``test_synthesis_chat_client.py``)."""
 
 import pandas as pd
 import pytest
@@ -6,8 +7,8 @@ import pytest
 from embedforge.synthesis.engines import (
     GeneratorConfig,
     HFGenerator,
+    openai_headers,
     openai_payload,
-    openai_processor_config,
     openai_text,
     vllm_processor_config,
     vllm_sampling_params,
@@ -64,15 +65,13 @@ def test_vllm_processor_builds_without_running(local_ray):
     assert engine.map_batches_kwargs["accelerator_type"] == "H100"
 
 
-def test_openai_processor_config_and_payload(monkeypatch):
+def test_openai_headers_and_payload(monkeypatch):
     monkeypatch.setenv("EMBEDFORGE_TEST_KEY", "sk-test")
     config = GeneratorConfig.model_validate(
         {"engine": "openai", "model": "served", "openai": {"url": "http://127.0.0.1:9/v1/chat/completions", "api_key_env": "EMBEDFORGE_TEST_KEY", "qps": 5, "max_retries": 4}}
     )
-    processor_config = openai_processor_config(config)
-    assert processor_config.url.endswith("/v1/chat/completions")
-    assert processor_config.qps == 5 and processor_config.max_retries == 4
-    assert processor_config.headers == {"Authorization": "Bearer sk-test"}
+    assert openai_headers(config) == {"Authorization": "Bearer sk-test"}
+    assert openai_headers(config.model_copy(update={"openai": config.openai.model_copy(update={"api_key_env": None})})) == {}
     payload = openai_payload(config, {"prompt": "hi", "generation_seed": 3})
     assert payload["model"] == "served" and payload["messages"][-1] == {"role": "user", "content": "hi"}
     assert payload["response_format"] == {"type": "json_object"} and payload["seed"] == 3

@@ -8,8 +8,10 @@ Three engines, picked by :attr:`GeneratorConfig.engine`:
 - ``vllm``: ``ray.data.llm.build_processor`` with a ``vLLMEngineProcessorConfig``; JSON
   structured output from the step's per-row schema. Needs the ``vllm`` extra and GPUs;
   **never run in this project's CI** (see ``docs/synthesis.md``).
-- ``openai``: any OpenAI-compatible chat endpoint through ``HttpRequestProcessorConfig``,
-  with retries and a qps limit from config.
+- ``openai``: any OpenAI-compatible chat endpoint through the project's own client
+  (:mod:`embedforge.synthesis.chat_client`): a cap on requests in flight, retries with
+  jittered backoff that honour ``Retry-After``, a per-run request budget, and an
+  ``outcome`` per row instead of a failed job.
 
 Every engine reads the same row columns: ``prompt`` (the user message; empty means "skip
 this row", for rows already rejected) and ``generation_seed``, and adds ``generated_text``
@@ -55,6 +57,8 @@ from __future__ import annotations
 
 import os
 from typing import Any, Callable, Literal, Protocol
+
+from pydantic import Field
 
 from embedforge.config import ConfigModel
 from embedforge.synthesis.prompts import chat_messages
@@ -112,18 +116,37 @@ class VLLMEngineConfig(ConfigModel):
 
 
 class OpenAIEngineConfig(ConfigModel):
-    """An OpenAI-compatible chat-completions endpoint through ``HttpRequestProcessorConfig``."""
+    """An OpenAI-compatible chat-completions endpoint through :class:`~embedforge.synthesis.chat_client.ChatClient`."""
 
     url: str = "http://127.0.0.1:8000/v1/chat/completions"
     api_key_env: str | None = "OPENAI_API_KEY"
     """Environment variable holding the bearer token; ``None`` sends no Authorization header."""
-    qps: int | None = None
-    max_retries: int = 3
-    base_retry_wait_s: float = 1.0
-    concurrency: int = 1
-    batch_size: int = 16
+    concurrency: int = Field(default=1, ge=1)
+    """Number of client actors."""
+    max_in_flight: int = Field(default=32, ge=1)
+    """Requests in flight per actor, across the batches it runs at once."""
+    batch_size: int = Field(default=32, ge=1)
+    """Rows per Ray Data batch; an actor runs a few batches at once, so keep it near ``max_in_flight``."""
+    num_cpus: float = 0.25
+    """CPUs per client actor: it only waits on the network."""
+    qps: float | None = Field(default=None, gt=0)
+    """Most requests an actor starts per second; ``None`` is no limit beyond ``max_in_flight``."""
+    max_retries: int = Field(default=4, ge=0)
+    """Retries per row after the first attempt, on 408, 429, 5xx, timeouts and connection errors."""
+    base_retry_wait_s: float = Field(default=1.0, gt=0)
+    """Backoff base: retry ``n`` waits a uniform random time in ``[0, min(max, base * 2**n)]``."""
+    max_retry_wait_s: float = Field(default=60.0, gt=0)
+    """Cap on the jittered backoff (a longer ``Retry-After`` is still honoured)."""
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    """Whole-request timeout; a timed-out request is retried."""
+    max_requests: int | None = Field(default=None, ge=0)
+    """HTTP attempts the whole run may send, across actors and both steps; later rows are
+    rejected as ``budget_exhausted``. ``None`` is no budget."""
     json_mode: bool = True
-    """Ask for ``response_format={"type": "json_object"}``."""
+    """Ask for JSON output (``response_format``); ``False`` sends no ``response_format``."""
+    json_schema: bool = True
+    """With ``json_mode``, send the step's schema as ``{"type": "json_schema", ..., "strict": true}``;
+    ``False`` sends ``{"type": "json_object"}`` for endpoints without schema support."""
 
 
 class GeneratorConfig(ConfigModel):
@@ -353,28 +376,14 @@ def vllm_stage(config: GeneratorConfig, schema: RowSchema | None = None, process
     return ProcessorStage(processor_factory(vllm_processor_config(config), preprocess=preprocess), settle_vllm_row)
 
 
-def openai_processor_config(config: GeneratorConfig):
-    """The ``HttpRequestProcessorConfig`` that :func:`openai_stage` builds its processor from."""
-    from ray.data.llm import HttpRequestProcessorConfig
-
-    headers = {}
-    if config.openai.api_key_env:
-        key = os.environ.get(config.openai.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-    return HttpRequestProcessorConfig(
-        url=config.openai.url,
-        headers=headers,
-        qps=config.openai.qps,
-        max_retries=config.openai.max_retries,
-        base_retry_wait_time_in_s=config.openai.base_retry_wait_s,
-        concurrency=config.openai.concurrency,
-        batch_size=config.openai.batch_size,
-    )
+def openai_headers(config: GeneratorConfig) -> dict[str, str]:
+    """The bearer header from ``openai.api_key_env``, read on the driver (workers may lack the variable)."""
+    key = os.environ.get(config.openai.api_key_env) if config.openai.api_key_env else None
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def openai_payload(config: GeneratorConfig, row: dict) -> dict:
-    """The chat-completions request body for one row."""
+def openai_payload(config: GeneratorConfig, row: dict, schema: RowSchema | None = None) -> dict:
+    """The chat-completions request body for one row (``schema`` gives that row's JSON schema)."""
     payload: dict[str, Any] = dict(
         model=config.model,
         messages=messages_for(row),
@@ -383,7 +392,9 @@ def openai_payload(config: GeneratorConfig, row: dict) -> dict:
         max_tokens=config.max_new_tokens if row.get("prompt") else 1,
         seed=int(row["generation_seed"]),
     )
-    if config.openai.json_mode:
+    if config.openai.json_mode and schema is not None and config.openai.json_schema:
+        payload["response_format"] = {"type": "json_schema", "json_schema": {"name": "embedforge_step", "schema": schema(row), "strict": True}}
+    elif config.openai.json_mode:
         payload["response_format"] = {"type": "json_object"}
     return payload
 
@@ -396,19 +407,50 @@ def openai_text(response: Any) -> str:
         return ""
 
 
-def openai_stage(config: GeneratorConfig, schema: RowSchema | None = None):
-    """The ``openai`` engine: an HTTP-request processor against a chat-completions endpoint."""
-    from ray.data.llm import build_processor
+def openai_budget_name(config: GeneratorConfig) -> str:
+    """The run's request-budget actor: one per Ray job and generator config, shared by both steps."""
+    import hashlib
 
-    def preprocess(row: dict) -> dict:
-        return dict(row, payload=openai_payload(config, row))
+    import ray
 
-    def postprocess(row: dict) -> dict:
-        text = openai_text(row.get("http_response")) if row.get("prompt") else ""
-        row = {key: value for key, value in row.items() if key not in ("payload", "http_response")}
-        return dict(row, generated_text=text, attempts=1 if row.get("prompt") else 0)
+    digest = hashlib.sha1(config.model_dump_json().encode()).hexdigest()[:12]
+    return f"embedforge-openai-budget-{ray.get_runtime_context().get_job_id()}-{digest}"
 
-    return build_processor(openai_processor_config(config), preprocess=preprocess, postprocess=postprocess)
+
+def openai_stage(config: GeneratorConfig, schema: RowSchema | None = None) -> GenerationStage:
+    """The ``openai`` engine: :class:`ChatClient` actors against a chat-completions endpoint.
+
+    Adds ``outcome`` and ``request_log`` to the engine's columns (see :mod:`embedforge.synthesis.chat_client`).
+    """
+    from functools import partial
+
+    from embedforge.synthesis.chat_client import TASKS_PER_ACTOR, ChatClient, RetryPolicy, request_budget
+
+    options = config.openai
+
+    def apply(dataset):
+        from ray.data import ActorPoolStrategy
+
+        return dataset.map_batches(
+            ChatClient,
+            fn_constructor_kwargs=dict(
+                url=options.url,
+                headers=openai_headers(config),
+                payload_of=partial(openai_payload, config, schema=schema),
+                text_of=openai_text,
+                policy=RetryPolicy(options.max_retries, options.base_retry_wait_s, options.max_retry_wait_s),
+                max_in_flight=options.max_in_flight,
+                timeout_s=options.request_timeout_s,
+                budget=request_budget(options.max_requests, openai_budget_name(config)),
+                qps=options.qps,
+            ),
+            batch_format="pandas",
+            batch_size=options.batch_size,
+            compute=ActorPoolStrategy(size=options.concurrency, max_tasks_in_flight_per_actor=TASKS_PER_ACTOR, max_concurrent_calls_per_actor=TASKS_PER_ACTOR),
+            num_cpus=options.num_cpus,
+        )
+
+    return apply
 
 
 def build_generation_stage(

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from embedforge.config import ConfigModel, DataPath
+from embedforge.synthesis.chat_client import request_counts
 from embedforge.synthesis.corpus import CorpusConfig, read_passages
 from embedforge.synthesis.engines import GeneratorConfig, ProcessorFactory, build_generation_stage
 from embedforge.synthesis.personas import load_personas
@@ -102,7 +103,10 @@ def reject_row(row: dict) -> dict:
 
 def shard_stats(rows: list[dict]) -> dict:
     reasons = Counter(row["rejection"] for row in rows if row.get("rejection"))
-    return {"attempted": len(rows), "accepted": len(rows) - sum(reasons.values()), "rejected": dict(sorted(reasons.items()))}
+    stats = {"attempted": len(rows), "accepted": len(rows) - sum(reasons.values()), "rejected": dict(sorted(reasons.items()))}
+    if any("request_log" in row for row in rows):  # the openai engine: HTTP outcomes of both steps
+        stats["requests"] = request_counts(row.get("request_log") for row in rows)
+    return stats
 
 
 def run_synthesis(config: SynthesisConfig, processor_factory: ProcessorFactory | None = None) -> dict:
@@ -132,9 +136,11 @@ def run_synthesis(config: SynthesisConfig, processor_factory: ProcessorFactory |
 
     totals: Counter = Counter()
     reasons: Counter = Counter()
+    requests: Counter = Counter()
     for counts in shard_counts(output_dir):
         totals.update({key: counts[key] for key in ("attempted", "accepted")})
         reasons.update(counts["rejected"])
+        requests.update(counts.get("requests", {}))
     scores = read_pairs(output_dir).column("teacher_score").to_pylist()
     stats = {
         "stage": "synthesize",
@@ -154,4 +160,7 @@ def run_synthesis(config: SynthesisConfig, processor_factory: ProcessorFactory |
             "synthesize": {"attempted": totals["attempted"], "accepted": totals["accepted"], **{f"rejected {k}": v for k, v in sorted(reasons.items())}},
         },
     }
+    if requests:
+        stats["requests"] = dict(requests)
+        stats["counts"]["requests"] = dict(requests)
     return write_report(output_dir, stats, scores, "Synthesis: teacher cosine of accepted pairs")

@@ -99,7 +99,7 @@ SCALING_FIELDS = {
     "ray": True,
     "output_dir": True,
     "teacher": {"concurrency", "num_cpus", "num_gpus"},
-    "generator": {"hf": {"concurrency", "num_cpus", "num_gpus"}, "vllm": {"concurrency"}, "openai": {"concurrency", "qps"}},
+    "generator": {"hf": {"concurrency", "num_cpus", "num_gpus"}, "vllm": {"concurrency"}, "openai": {"concurrency", "qps", "max_in_flight", "num_cpus", "max_requests"}},
 }
 """Config fields that change how fast a run goes, not what it writes: a resumed run may change them."""
 

@@ -70,7 +70,7 @@ def generate(folder: Path, rows: int, seed: int = 0) -> dict:
                 query = vocabulary[int(rng.integers(len(vocabulary)))]
                 planted["short"] += 1
             else:
-                query = " ".join(rng.choice(vocabulary, size=int(rng.integers(8, 15))))
+                query = " ".join(vocabulary[j] for j in rng.integers(0, len(vocabulary), size=int(rng.integers(8, 15))).tolist())
                 recent = (recent + [query])[-1000:]
             low = rng.random() < SHARES["low_score"]
             planted["low_score"] += int(low)

@@ -202,9 +202,9 @@ def verdicts_for_merge(batch: pa.Table) -> pa.Table:
     return conform(batch.select(DUPLICATE_SCHEMA.names), WORK_SCHEMA)
 
 
-def with_scores(batch) -> pa.Table:
-    """A scored batch (pandas, from the teacher actors) back in ``PAIR_SCHEMA`` column types."""
-    return conform(pa.Table.from_pandas(batch, preserve_index=False) if not isinstance(batch, pa.Table) else batch, ROW_SCHEMA)
+def with_scores(batch: pa.Table) -> pa.Table:
+    """A batch back in ``PAIR_SCHEMA`` column types (the teacher actors' pandas turn float32 into float64)."""
+    return conform(batch, ROW_SCHEMA)
 
 
 def step_done(work: Path, name: str) -> bool:
@@ -222,20 +222,31 @@ def fresh(folder: Path) -> str:
     return str(folder)
 
 
-def score_rows(files: list[Path], config: FilterConfig, identity: str, recomputed: int):
-    """Step 1's dataset: input rows with this teacher's scores and the rule columns."""
+def scoring_counts(files: list[Path], config: FilterConfig, identity: str) -> dict:
+    """How many stored scores this teacher reuses and how many it must recompute (a read of three columns)."""
     import ray
 
-    read = lambda: ray.data.read_parquet([str(f) for f in files])  # noqa: E731
+    counts = ray.data.read_parquet([str(f) for f in files], columns=["query", "teacher_score", "teacher_model"]).map_batches(
+        count_scores, fn_kwargs={"identity": identity}, batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray.map_num_cpus
+    )
+    sums = counts.sum(["reused", "recomputed"]) or {}
+    return {name: int(sums.get(f"sum({name})") or 0) for name in ("reused", "recomputed")}
+
+
+def score_rows(files: list[Path], config: FilterConfig, identity: str, recomputed: int, banding: Banding | None):
+    """Step 1's dataset: input rows with this teacher's scores and the rule columns. Teacher
+    actors are part of it only when some score must be ``recomputed``."""
+    import ray
+
+    paths = [str(f) for f in files]
     map_options = dict(batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray.map_num_cpus)
-    dataset = read().map_batches(select_reusable, fn_kwargs={"identity": identity, "reusable": True}, **map_options) if recomputed else read()
+    dataset = ray.data.read_parquet(paths)
     if recomputed:
-        to_score = read().map_batches(select_reusable, fn_kwargs={"identity": identity, "reusable": False}, **map_options)
+        reused = dataset.map_batches(select_reusable, fn_kwargs={"identity": identity, "reusable": True}, **map_options)
+        to_score = ray.data.read_parquet(paths).map_batches(select_reusable, fn_kwargs={"identity": identity, "reusable": False}, **map_options)
         scored = to_score.map_batches(PairScorer, fn_constructor_kwargs=scorer_options(config.teacher, reuse_scores=True), **actor_options(config.teacher))
-        dataset = dataset.map_batches(with_scores, **map_options).union(scored.map_batches(with_scores, **map_options))
-    threshold = config.rules.near_duplicate_jaccard
-    banding = Banding.for_threshold(threshold, config.rules.minhash_permutations, config.rules.shingle_words) if threshold is not None else None
-    return dataset.map_batches(rule_columns, fn_kwargs={"rules": config.rules, "banding": banding}, **map_options), banding
+        dataset = reused.map_batches(with_scores, **map_options).union(scored.map_batches(with_scores, **map_options))
+    return dataset.map_batches(rule_columns, fn_kwargs={"rules": config.rules, "banding": banding}, **map_options)
 
 
 def find_duplicates(rows_dir: Path, config: FilterConfig, banding: Banding | None, records: int):
@@ -327,41 +338,29 @@ def sorted_stream(dataset, records: int) -> None:
     dataset.context.execution_options.preserve_order = True
 
 
-def write_output(rows_dir: Path, duplicates_dir: Path, config: FilterConfig, output_dir: Path, records: int) -> ShardWriter:
+def write_output(work: Path, config: FilterConfig, output_dir: Path, records: int) -> ShardWriter:
     """Step 3: stream rows and verdicts sorted by id into the driver and write the shards."""
     import ray
 
-    rows = ray.data.read_parquet(str(rows_dir), columns=[name for name in WORK_SCHEMA.names if name != "duplicate"]).map_batches(
-        rows_for_merge, batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray.map_num_cpus
-    )
-    verdicts = ray.data.read_parquet(str(duplicates_dir)).map_batches(verdicts_for_merge, batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray.map_num_cpus)
-    merged = rows.union(verdicts).sort("id")
-    sorted_stream(merged, records)
     writer = ShardWriter(output_dir, config.shard_size)
-    carry: pa.Table | None = None
-    for batch in merged.iter_batches(batch_format="pyarrow", batch_size=config.batch_rows):
-        table = pa.concat_tables([carry, batch]) if carry is not None else batch
-        ids = table["id"].to_numpy(zero_copy_only=False)
-        different = np.flatnonzero(ids != ids[-1])
-        cut = int(different[-1]) + 1 if different.size else 0  # the last id's run may go on in the next batch
-        if cut:
-            writer.add(*merge_verdicts(table.slice(0, cut)))
-        carry = table.slice(cut)
-    if carry is not None and len(carry):
-        writer.add(*merge_verdicts(carry))
-    writer.close()
-    return writer
-
-
-def write_output_without_verdicts(rows_dir: Path, config: FilterConfig, output_dir: Path, records: int) -> ShardWriter:
-    """Step 3 when no row is a duplicate: the rows alone, sorted by id."""
-    import ray
-
-    rows = ray.data.read_parquet(str(rows_dir), columns=[name for name in WORK_SCHEMA.names if name != "duplicate"]).sort("id")
-    sorted_stream(rows, records)
-    writer = ShardWriter(output_dir, config.shard_size)
-    for batch in rows.iter_batches(batch_format="pyarrow", batch_size=config.batch_rows):
-        writer.add(conform(batch, WORK_SCHEMA), batch["reason"].to_pylist())
+    if records:
+        map_options = dict(batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray.map_num_cpus)
+        merged = ray.data.read_parquet(str(work / "rows"), columns=[name for name in WORK_SCHEMA.names if name != "duplicate"]).map_batches(rows_for_merge, **map_options)
+        if any((work / "duplicates").glob("*.parquet")):
+            merged = merged.union(ray.data.read_parquet(str(work / "duplicates")).map_batches(verdicts_for_merge, **map_options))
+        merged = merged.sort("id")
+        sorted_stream(merged, records)
+        carry: pa.Table | None = None
+        for batch in merged.iter_batches(batch_format="pyarrow", batch_size=config.batch_rows):
+            table = pa.concat_tables([carry, batch]) if carry is not None else batch
+            ids = table["id"].to_numpy(zero_copy_only=False)
+            different = np.flatnonzero(ids != ids[-1])
+            cut = int(different[-1]) + 1 if different.size else 0  # the last id's run may go on in the next batch
+            if cut:
+                writer.add(*merge_verdicts(table.slice(0, cut)))
+            carry = table.slice(cut)
+        if carry is not None and len(carry):
+            writer.add(*merge_verdicts(carry))
     writer.close()
     return writer
 
@@ -378,8 +377,6 @@ def input_plan(files: list[Path]) -> tuple[list, int]:
 
 def run_filter(config: FilterConfig) -> dict:
     """Filter a pairs folder (resumable: finished steps and output shards are not redone)."""
-    import ray
-
     started = time.perf_counter()
     output_dir, work = Path(config.output_dir), Path(config.output_dir) / "work"
     files = pair_files(config.input_dir)
@@ -388,35 +385,24 @@ def run_filter(config: FilterConfig) -> dict:
     if step_done(work, "filter") and (output_dir / "stats.json").exists():
         return json.loads((output_dir / "stats.json").read_text())
     identity = configured_identity(config.teacher)
+    threshold = config.rules.near_duplicate_jaccard
+    banding = Banding.for_threshold(threshold, config.rules.minhash_permutations, config.rules.shingle_words) if threshold is not None else None
     ensure_ray(config.ray)
     if not step_done(work, "rows"):
         scoring = {"reused": 0, "recomputed": 0}
         if files:
-            counts = ray.data.read_parquet([str(f) for f in files], columns=["query", "teacher_score", "teacher_model"]).map_batches(
-                count_scores, fn_kwargs={"identity": identity}, batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray.map_num_cpus
-            )
-            sums = counts.sum(["reused", "recomputed"]) or {}
-            scoring = {name: int(sums.get(f"sum({name})") or 0) for name in ("reused", "recomputed")}
-            dataset, _ = score_rows(files, config, identity, scoring["recomputed"])
-            dataset.write_parquet(fresh(work / "rows"))
+            scoring = scoring_counts(files, config, identity)
+            score_rows(files, config, identity, scoring["recomputed"], banding).write_parquet(fresh(work / "rows"))
         else:
             fresh(work / "rows")
         finish_step(work, "rows", scoring)
     scoring = json.loads((work / "rows.done").read_text())
-    threshold = config.rules.near_duplicate_jaccard
-    banding = Banding.for_threshold(threshold, config.rules.minhash_permutations, config.rules.shingle_words) if threshold is not None else None
     if not step_done(work, "duplicates"):
         folder = fresh(work / "duplicates")
         if records:
             find_duplicates(work / "rows", config, banding, records).write_parquet(folder)
         finish_step(work, "duplicates", {})
-    if records and any((work / "duplicates").glob("*.parquet")):
-        writer = write_output(work / "rows", work / "duplicates", config, output_dir, records)
-    elif records:
-        writer = write_output_without_verdicts(work / "rows", config, output_dir, records)
-    else:
-        writer = ShardWriter(output_dir, config.shard_size)
-        writer.close()
+    writer = write_output(work, config, output_dir, records)
     by_reason = dict(sorted(writer.reasons.items()))
     removed = sum(by_reason.values())
     stats = {

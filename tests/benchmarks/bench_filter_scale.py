@@ -120,7 +120,7 @@ def measure(input_dir: Path, output_dir: Path) -> dict:
     stop.set()
     sampler.join()
     ray.shutdown()
-    return {"rows": stats["input"], "seconds": seconds, "kept": stats["kept"], "removed_by_reason": stats["removed_by_reason"], "baseline_mb": baseline / 2**20, "peak_mb": peak[0] / 2**20}
+    return {"rows": stats["input"], "seconds": seconds, "step_seconds": stats.get("step_seconds", {}), "kept": stats["kept"], "removed_by_reason": stats["removed_by_reason"], "baseline_mb": baseline / 2**20, "peak_mb": peak[0] / 2**20}
 
 
 def run_size(rows: int, workdir: Path) -> dict:
@@ -154,12 +154,13 @@ def main() -> None:
             print(json.dumps(result), flush=True)
     load = os.getloadavg()
     table = markdown_table(
-        ["rows", "seconds", "µs per row", "driver RSS before (MiB)", "driver peak RSS (MiB)", "driver growth (MiB)", "kept", "exact dup", "near dup", "too short", "score low"],
+        ["rows", "seconds", "µs per row", "rows / dedup / write (s)", "driver RSS before (MiB)", "driver peak RSS (MiB)", "driver growth (MiB)", "kept", "exact dup", "near dup", "too short", "score low"],
         [
             [
                 r["rows"],
                 round(r["seconds"], 1),
                 round(r["seconds"] / r["rows"] * 1e6, 1),
+                " / ".join(str(round(r.get("step_seconds", {}).get(step, float("nan")), 1)) for step in ("rows", "duplicates", "write")),
                 round(r["baseline_mb"]),
                 round(r["peak_mb"]),
                 round(r["peak_mb"] - r["baseline_mb"]),

@@ -388,6 +388,7 @@ def run_filter(config: FilterConfig) -> dict:
     threshold = config.rules.near_duplicate_jaccard
     banding = Banding.for_threshold(threshold, config.rules.minhash_permutations, config.rules.shingle_words) if threshold is not None else None
     ensure_ray(config.ray)
+    seconds = {"setup": time.perf_counter() - started}
     if not step_done(work, "rows"):
         scoring = {"reused": 0, "recomputed": 0}
         if files:
@@ -397,12 +398,15 @@ def run_filter(config: FilterConfig) -> dict:
             fresh(work / "rows")
         finish_step(work, "rows", scoring)
     scoring = json.loads((work / "rows.done").read_text())
+    seconds["rows"] = time.perf_counter() - started - sum(seconds.values())
     if not step_done(work, "duplicates"):
         folder = fresh(work / "duplicates")
         if records:
             find_duplicates(work / "rows", config, banding, records).write_parquet(folder)
         finish_step(work, "duplicates", {})
+    seconds["duplicates"] = time.perf_counter() - started - sum(seconds.values())
     writer = write_output(work, config, output_dir, records)
+    seconds["write"] = time.perf_counter() - started - sum(seconds.values())
     by_reason = dict(sorted(writer.reasons.items()))
     removed = sum(by_reason.values())
     stats = {
@@ -415,6 +419,7 @@ def run_filter(config: FilterConfig) -> dict:
         "rules": config.rules.model_dump(),
         "near_duplicates": {"method": "minhash-lsh", "bands": banding.bands, "rows_per_band": banding.rows} if banding else None,
         "seconds": round(time.perf_counter() - started, 2),
+        "step_seconds": {name: round(value, 2) for name, value in seconds.items()},
         "counts": {
             "filter": {
                 "input": writer.input,

@@ -132,29 +132,15 @@ def run_size(rows: int, workdir: Path) -> dict:
     if child.returncode != 0:
         raise RuntimeError(f"measuring {rows} rows failed:\n{child.stderr[-4000:]}")
     result = json.loads(child.stdout.strip().splitlines()[-1])
-    return dict(result, planted=planted, generate_seconds=generated)
+    return dict(result, planted=planted, generate_seconds=generated, load=list(os.getloadavg()))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--measure", nargs=2, type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--no-write", action="store_true", help="print the table only; leave docs/benchmarks.md alone")
-    args = parser.parse_args()
-    if args.measure:
-        print(json.dumps(measure(*args.measure)))
-        return
-    from tests.benchmarks.report import markdown_table, write_section
+def render(results: list[dict]) -> str:
+    """The section's table and notes from :func:`run_size` results."""
+    from tests.benchmarks.report import markdown_table
 
-    results = []
-    with tempfile.TemporaryDirectory(prefix="bench-filter-") as tmp:
-        for rows in args.sizes:
-            result = run_size(rows, Path(tmp))
-            results.append(result)
-            print(json.dumps(result), flush=True)
-    load = os.getloadavg()
     table = markdown_table(
-        ["rows", "seconds", "µs per row", "rows / dedup / write (s)", "driver RSS before (MiB)", "driver peak RSS (MiB)", "driver growth (MiB)", "kept", "exact dup", "near dup", "too short", "score low"],
+        ["rows", "seconds", "µs per row", "rows / dedup / write (s)", "driver RSS before (MiB)", "driver peak RSS (MiB)", "driver growth (MiB)", "kept", "exact dup", "near dup", "too short", "score low", "load (1/5/15 min)"],
         [
             [
                 r["rows"],
@@ -169,19 +155,42 @@ def main() -> None:
                 r["removed_by_reason"].get("near_duplicate", 0),
                 r["removed_by_reason"].get("too_short", 0),
                 r["removed_by_reason"].get("teacher_score_low", 0),
+                " / ".join(f"{value:.1f}" for value in r.get("load", [])) or "?",
             ]
             for r in results
         ],
     )
     body = (
-        f"{table}\n\nLoad average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min). "
+        f"{table}\n\nLoad: the machine's load average when each size finished. "
         "Generated rows (`bench_filter_scale.generate`): random word queries with 8% exact and 8% near duplicates planted, "
         "2% too short, 10% below the 0.7 score band; every score reusable, so no model is loaded. "
         "Driver RSS is psutil's, sampled every 50 ms in the driver process during `run_filter` (Ray workers not counted)."
     )
+    return body
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--measure", nargs=2, type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--no-write", action="store_true", help="print the table only; leave docs/benchmarks.md alone")
+    parser.add_argument("--from-results", type=Path, help="render JSON lines saved from an earlier run instead of running")
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(*args.measure)))
+        return
+    from tests.benchmarks.report import write_section
+
+    results = [json.loads(line) for line in args.from_results.read_text().splitlines() if line.startswith("{")] if args.from_results else []
+    with tempfile.TemporaryDirectory(prefix="bench-filter-") as tmp:
+        for rows in [] if args.from_results else args.sizes:
+            result = run_size(rows, Path(tmp))
+            results.append(result)
+            print(json.dumps(result), flush=True)
+    body = render(results)
     print(body)
     if not args.no_write:
-        write_section("filter_scale", "Filter scale: MinHash/LSH dedup on Ray Data", "python tests/benchmarks/bench_filter_scale.py --sizes " + " ".join(map(str, args.sizes)), body)
+        write_section("filter_scale", "Filter scale: MinHash/LSH dedup on Ray Data", "python tests/benchmarks/bench_filter_scale.py --sizes " + " ".join(str(r["rows"]) for r in results), body)
 
 
 if __name__ == "__main__":

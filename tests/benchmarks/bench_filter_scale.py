@@ -145,7 +145,7 @@ def render(results: list[dict]) -> str:
             [
                 r["rows"],
                 round(r["seconds"], 1),
-                round(r["seconds"] / r["rows"] * 1e6, 1),
+                int(round(r["seconds"] / r["rows"] * 1e6)),
                 " / ".join(str(round(r.get("step_seconds", {}).get(step, float("nan")), 1)) for step in ("rows", "duplicates", "write")),
                 round(r["baseline_mb"]),
                 round(r["peak_mb"]),

@@ -189,8 +189,19 @@ def render(results: list[dict]) -> str:
         "2% too short, 10% below the 0.7 score band; every score reusable, so no model is loaded. "
         "Driver memory is read from `/proc/self/status` every 50 ms in the driver process during `run_filter` (Ray workers "
         "not counted; the RSS before includes Ray's client and the imports): `RssAnon` is the driver's own memory, `RssShmem` "
-        "the Ray object-store pages it has read (the blocks streamed to it), which stay mapped until the store reuses them."
+        "the Ray object-store pages it has read (the blocks streamed to it), which stay mapped until the store reuses them: "
+        "they grow with the data streamed until they reach the object store's size, and are the store's memory, not the driver's."
     )
+    ordered = sorted(results, key=lambda r: r["rows"])
+    if len(ordered) >= 2:
+        small, large = ordered[-2], ordered[-1]
+        marginal = (large["seconds"] - small["seconds"]) / (large["rows"] - small["rows"]) * 1e6
+        body += (
+            f" From {small['rows']:,} to {large['rows']:,} rows each extra row cost {marginal:.0f} µs, and seconds per row went "
+            f"from {small['seconds'] / small['rows'] * 1e6:.0f} to {large['seconds'] / large['rows'] * 1e6:.0f} µs "
+            f"(x{(large['seconds'] / large['rows']) / (small['seconds'] / small['rows']):.2f}): fixed costs (Ray Data starting each "
+            f"of the stage's four executions; {ordered[0]['rows']:,} rows took {ordered[0]['seconds']:.0f} s) dominate the smaller sizes."
+        )
     return body
 
 

@@ -162,7 +162,7 @@ def count_scores(batch: pa.Table, identity: str) -> pa.Table:
     """Per batch: how many scores this teacher can reuse and how many it must recompute."""
     reusable = reusable_mask(batch, identity)
     with_query = np.array([isinstance(q, str) and bool(q) for q in batch["query"].to_pylist()], dtype=bool)
-    return pa.table({"reused": [int(reusable.sum())], "recomputed": [int((~reusable & with_query).sum())]})
+    return pa.table({"reused": [int(reusable.sum())], "recomputed": [int((~reusable & with_query).sum())], "not_reusable": [int((~reusable).sum())]})
 
 
 def select_reusable(batch: pa.Table, identity: str, reusable: bool) -> pa.Table:
@@ -229,19 +229,20 @@ def scoring_counts(files: list[Path], config: FilterConfig, identity: str) -> di
     counts = ray.data.read_parquet([str(f) for f in files], columns=["query", "teacher_score", "teacher_model"]).map_batches(
         count_scores, fn_kwargs={"identity": identity}, batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray.map_num_cpus
     )
-    sums = counts.sum(["reused", "recomputed"]) or {}
-    return {name: int(sums.get(f"sum({name})") or 0) for name in ("reused", "recomputed")}
+    sums = counts.sum(["reused", "recomputed", "not_reusable"]) or {}
+    return {name: int(sums.get(f"sum({name})") or 0) for name in ("reused", "recomputed", "not_reusable")}
 
 
-def score_rows(files: list[Path], config: FilterConfig, identity: str, recomputed: int, banding: Banding | None):
+def score_rows(files: list[Path], config: FilterConfig, identity: str, not_reusable: int, banding: Banding | None):
     """Step 1's dataset: input rows with this teacher's scores and the rule columns. Teacher
-    actors are part of it only when some score must be ``recomputed``."""
+    actors are part of it only when some row's score is ``not_reusable`` (a row without a
+    query gets none, so its foreign score never reaches the rules)."""
     import ray
 
     paths = [str(f) for f in files]
     map_options = dict(batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray.map_num_cpus)
     dataset = ray.data.read_parquet(paths)
-    if recomputed:
+    if not_reusable:
         reused = dataset.map_batches(select_reusable, fn_kwargs={"identity": identity, "reusable": True}, **map_options)
         to_score = ray.data.read_parquet(paths).map_batches(select_reusable, fn_kwargs={"identity": identity, "reusable": False}, **map_options)
         scored = to_score.map_batches(PairScorer, fn_constructor_kwargs=scorer_options(config.teacher, reuse_scores=True), **actor_options(config.teacher))
@@ -392,8 +393,9 @@ def run_filter(config: FilterConfig) -> dict:
     if not step_done(work, "rows"):
         scoring = {"reused": 0, "recomputed": 0}
         if files:
-            scoring = scoring_counts(files, config, identity)
-            score_rows(files, config, identity, scoring["recomputed"], banding).write_parquet(fresh(work / "rows"))
+            counts = scoring_counts(files, config, identity)
+            scoring = {"reused": counts["reused"], "recomputed": counts["recomputed"]}
+            score_rows(files, config, identity, counts["not_reusable"], banding).write_parquet(fresh(work / "rows"))
         else:
             fresh(work / "rows")
         finish_step(work, "rows", scoring)

@@ -134,7 +134,7 @@ def test_filter_rescores_rows_another_teacher_scored(local_ray, instructed_teach
         {
             "input_dir": str(tmp_path / "synth"),
             "output_dir": str(tmp_path / "filtered"),
-            "rules": {"min_teacher_score": -1.0, "min_query_words": 1, "near_duplicate_threshold": None},
+            "rules": {"min_teacher_score": -1.0, "min_query_words": 1, "near_duplicate_jaccard": None},
             "teacher": {"model": str(instructed_teacher), "num_cpus": 1.0},
         }
     )

@@ -85,6 +85,17 @@ def write_shard(output_dir: Path, index: int, pairs: Sequence[dict], rejected: S
     atomic_write_bytes(output_dir / "done" / f"{name}.json", (json.dumps(counts, indent=1, sort_keys=True) + "\n").encode())
 
 
+def write_arrow_shard(output_dir: Path, index: int, pairs: pa.Table, rejected: pa.Table, counts: dict) -> None:
+    """:func:`write_shard` for Arrow tables already in ``PAIR_SCHEMA`` / ``REJECT_SCHEMA`` (no per-row Python)."""
+    name = shard_name(index)
+    for folder, table in (("pairs", pairs), ("rejected", rejected)):
+        path = output_dir / folder / f"{name}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path.with_name(path.name + ".tmp"))
+        os.replace(path.with_name(path.name + ".tmp"), path)
+    atomic_write_bytes(output_dir / "done" / f"{name}.json", (json.dumps(counts, indent=1, sort_keys=True) + "\n").encode())
+
+
 def done_shards(output_dir: Path) -> set[int]:
     """Indices of the shards a previous run finished."""
     folder = Path(output_dir) / "done"
@@ -98,6 +109,7 @@ def shard_counts(output_dir: Path) -> list[dict]:
 SCALING_FIELDS = {
     "ray": True,
     "output_dir": True,
+    "batch_rows": True,
     "teacher": {"concurrency", "num_cpus", "num_gpus"},
     "generator": {"hf": {"concurrency", "num_cpus", "num_gpus"}, "vllm": {"concurrency"}, "openai": {"concurrency", "qps", "max_in_flight", "num_cpus", "max_requests"}},
 }
@@ -128,6 +140,14 @@ def check_manifest(output_dir: Path, manifest: dict) -> None:
             )
         return
     atomic_write_bytes(path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+
+
+def pair_files(folder: Path) -> list[Path]:
+    """The parquet files of a stage's finished pairs shards, in shard order (nothing is read)."""
+    folder = Path(folder)
+    if not (folder / "manifest.json").exists():
+        raise FileNotFoundError(f"{folder}: not a pairs folder (no manifest.json); run `embedforge synthesize` first")
+    return [folder / "pairs" / f"{shard_name(i)}.parquet" for i in sorted(done_shards(folder))]
 
 
 def read_pairs(folder: Path) -> pa.Table:

@@ -154,3 +154,26 @@ def test_one_teacher_pass_matches_the_pair_scorer_and_the_embedder(local_ray, ti
         assert [r["teacher_model"] for r in scored] == [m if isinstance(m, str) else None for m in reference["teacher_model"]]  # pandas holds None as NaN
         assert scored[2]["teacher_score"] != pytest.approx(float(guard[2]))  # sts: instruction on both sides, the guard bare
     assert len(list(tmp_path.glob("corpus_vectors-*.npy"))) == 1
+
+
+def test_auto_index_is_ivf_above_its_threshold_and_finds_the_exact_top_10_on_real_vectors(minilm_dir, shared_data):
+    """IVF against exact search on MiniLM vectors of 400 SciFact titles and 100 real queries:
+    ``auto`` picks IVF from ``ivf_min_passages`` on and exact search below; with 32 of its
+    4 sqrt(N) = 80 cells probed, IVF's top 10 overlaps the exact top 10 by 0.95 or more."""
+    from embedforge.models.embedder import Embedder
+
+    titles = [json.loads(line)["title"] for line in (shared_data / "retrieval/scifact/corpus.jsonl").read_text().splitlines()[:400]]
+    queries = [json.loads(line)["text"] for line in (shared_data / "retrieval/scifact/queries.jsonl").read_text().splitlines()[:100]]
+    embedder = Embedder.load(minilm_dir, device="cpu")
+    passages, questions = embedder.encode(titles, batch_size=64), embedder.encode(queries, batch_size=64)
+    assert type(build_index(passages[:200], IndexConfig(kind="auto", ivf_min_passages=300))).__name__ == "IndexFlatIP"
+    _, exact = build_index(passages, IndexConfig(kind="flat")).search(questions, 10)
+
+    def overlap(probe: int) -> float:
+        index = build_index(passages, IndexConfig(kind="auto", ivf_min_passages=300, ivf_probe=probe))
+        assert type(index).__name__ == "IndexIVFFlat" and index.nlist == 80
+        _, found = index.search(questions, 10)
+        return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, found)]))
+
+    assert overlap(32) >= 0.95
+    assert overlap(4) < 0.8  # too few probes miss neighbours: the measure can fail

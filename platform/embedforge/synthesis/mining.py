@@ -66,14 +66,20 @@ class MiningConfig(ConfigModel):
         return self
 
 
+def index_kind(count: int, config: IndexConfig) -> Literal["flat", "ivf"]:
+    """The index ``config`` gives a corpus of ``count`` passages (``auto`` resolved)."""
+    if config.kind != "auto":
+        return config.kind
+    return "ivf" if count >= config.ivf_min_passages else "flat"
+
+
 def build_index(vectors: np.ndarray, config: IndexConfig):
     """A faiss inner-product index over normalised (N, D) vectors."""
     import faiss
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     count, dim = vectors.shape
-    kind = config.kind if config.kind != "auto" else ("ivf" if count >= config.ivf_min_passages else "flat")
-    if kind == "flat":
+    if index_kind(count, config) == "flat":
         index = faiss.IndexFlatIP(dim)
     else:
         lists = config.ivf_lists or max(1, int(4 * np.sqrt(count)))
@@ -289,7 +295,7 @@ def run_mining(config: MiningConfig) -> dict:
         "corpus": corpus_report.to_dict(),
         "negatives_per_pair": Counter(negatives_per_pair),
         "candidates": dict(sorted(totals.items())),
-        "settings": {"top_k": config.top_k, "num_negatives": config.num_negatives, "max_score_ratio": config.max_score_ratio, "index": config.index.kind},
+        "settings": {"top_k": config.top_k, "num_negatives": config.num_negatives, "max_score_ratio": config.max_score_ratio, "index": index_kind(len(passages), config.index)},
         "seconds": round(time.perf_counter() - started, 2),
         "counts": {
             "corpus": {"documents": corpus_report.documents, "passages": corpus_report.passages, "bad records": len(corpus_report.bad_records)},

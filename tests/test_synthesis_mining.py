@@ -108,3 +108,72 @@ def test_mining_scifact_train_qrels(local_ray, shared_data, scifact_subset, tmp_
         shutil.copy(cached, tmp_path / "ivf" / cached.name)
     ivf_config = config.model_copy(update={"output_dir": tmp_path / "ivf", "index": IndexConfig(kind="ivf", ivf_lists=8, ivf_probe=4)})
     check_mined(tmp_path / "ivf", qrels, run_mining(ivf_config))
+
+
+def test_pair_texts_keeps_passage_order_and_encodes_each_text_once():
+    from embedforge.synthesis.mining import PairTexts
+
+    texts = PairTexts(["a", "b", "a"])
+    assert texts.add("a", None) == 0 and texts.add("b", None) == 1
+    assert texts.add("a", "Find it") == 3 and texts.add("a", "Find it") == 3 and texts.add("q", None) == 4
+    assert texts.texts == ["a", "b", "a", "a", "q"] and texts.instructions == [None, None, None, "Find it", None]
+
+
+@pytest.mark.slow
+def test_one_teacher_pass_matches_the_pair_scorer_and_the_embedder(local_ray, tiny_embedder_dir, tmp_path):
+    """The fast path (corpus, queries and positives in one length-sorted Ray Data pass, positives
+    looked up among the corpus vectors) against the reference: PairScorer and Embedder.encode
+    in this process, with a teacher that uses instructions (both sides on an sts row)."""
+    import pandas as pd
+
+    from embedforge.models.embedder import Embedder
+    from embedforge.synthesis.mining import MiningConfig, embed_corpus_and_pairs
+    from embedforge.synthesis.teacher import PairScorer
+
+    passages = [{"passage_id": f"d{i}#0", "doc_id": f"d{i}", "passage": text} for i, text in enumerate(
+        ["Aspirin lowers the risk of heart attack.", "Cells divide by mitosis, a process with four phases and many checkpoints.", "Short.", "Vitamin D comes from sunlight."]
+    )]
+    rows = [
+        {"query": "does aspirin help the heart", "positive": passages[0]["passage"], "instruction": None, "task_type": "retrieval"},
+        {"query": "how do cells divide", "positive": passages[1]["passage"], "instruction": "Find the biology passage", "task_type": "retrieval"},
+        {"query": "Sunlight makes vitamin D.", "positive": passages[3]["passage"], "instruction": "Find the same claim", "task_type": "sts"},
+        {"query": "what is not in the corpus", "positive": "A positive that is no corpus passage at all.", "instruction": None, "task_type": "retrieval"},
+        {"query": None, "positive": passages[2]["passage"], "instruction": None, "task_type": "retrieval"},
+    ]
+    config = MiningConfig.model_validate(
+        {"output_dir": str(tmp_path), "corpus": {"paths": [str(tmp_path / "unused.jsonl")]}, "pairs_dir": str(tmp_path), "teacher": {"model": str(tiny_embedder_dir), "batch_size": 2}}
+    )
+    reference = PairScorer(str(tiny_embedder_dir), batch_size=2, embed_queries=True)(pd.DataFrame(rows))
+    expected_corpus = Embedder.load(tiny_embedder_dir).encode([p["passage"] for p in passages], batch_size=2)
+    for attempt in ("embedded", "corpus from the cache"):
+        corpus, scored, queries, guard = embed_corpus_and_pairs(passages, rows, config, tmp_path)
+        np.testing.assert_allclose(corpus, expected_corpus, atol=1e-4, err_msg=attempt)
+        np.testing.assert_allclose(queries, np.stack(reference["embedding"]), atol=1e-4, err_msg=attempt)
+        np.testing.assert_allclose([r["teacher_score"] for r in scored], reference["teacher_score"], atol=1e-4, err_msg=attempt)
+        np.testing.assert_allclose(guard, reference["document_score"], atol=1e-4, err_msg=attempt)
+        assert [r["teacher_model"] for r in scored] == [m if isinstance(m, str) else None for m in reference["teacher_model"]]  # pandas holds None as NaN
+        assert scored[2]["teacher_score"] != pytest.approx(float(guard[2]))  # sts: instruction on both sides, the guard bare
+    assert len(list(tmp_path.glob("corpus_vectors-*.npy"))) == 1
+
+
+def test_auto_index_is_ivf_above_its_threshold_and_finds_the_exact_top_10_on_real_vectors(minilm_dir, shared_data):
+    """IVF against exact search on MiniLM vectors of 400 SciFact titles and 100 real queries:
+    ``auto`` picks IVF from ``ivf_min_passages`` on and exact search below; with 32 of its
+    4 sqrt(N) = 80 cells probed, IVF's top 10 overlaps the exact top 10 by 0.95 or more."""
+    from embedforge.models.embedder import Embedder
+
+    titles = [json.loads(line)["title"] for line in (shared_data / "retrieval/scifact/corpus.jsonl").read_text().splitlines()[:400]]
+    queries = [json.loads(line)["text"] for line in (shared_data / "retrieval/scifact/queries.jsonl").read_text().splitlines()[:100]]
+    embedder = Embedder.load(minilm_dir, device="cpu")
+    passages, questions = embedder.encode(titles, batch_size=64), embedder.encode(queries, batch_size=64)
+    assert type(build_index(passages[:200], IndexConfig(kind="auto", ivf_min_passages=300))).__name__ == "IndexFlatIP"
+    _, exact = build_index(passages, IndexConfig(kind="flat")).search(questions, 10)
+
+    def overlap(probe: int) -> float:
+        index = build_index(passages, IndexConfig(kind="auto", ivf_min_passages=300, ivf_probe=probe))
+        assert type(index).__name__ == "IndexIVFFlat" and index.nlist == 80
+        _, found = index.search(questions, 10)
+        return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, found)]))
+
+    assert overlap(32) >= 0.95
+    assert overlap(4) < 0.8  # too few probes miss neighbours: the measure can fail

@@ -52,12 +52,14 @@ def use_assigned_cpus() -> int:
     """Set torch's thread count to the whole CPUs Ray assigned to this actor (at least one).
 
     Fractional actors get one thread, so several can share a core without oversubscribing
-    it; a 2-CPU teacher uses both. Outside a Ray worker the count is one.
+    it; a 2-CPU teacher uses both. Outside a Ray actor (a driver that loads a teacher itself)
+    the count is one.
     """
     import ray
     import torch
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0) if ray.is_initialized() else 1.0
+    in_actor = ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0) if in_actor else 1.0
     threads = max(1, int(cpus))
     torch.set_num_threads(threads)
     return threads

@@ -23,9 +23,9 @@ from embedforge.config import ConfigModel, DataPath
 from embedforge.synthesis.corpus import CorpusConfig, read_passages
 from embedforge.synthesis.labelled import LabelledPairsConfig, labelled_pairs
 from embedforge.synthesis.report import write_report
-from embedforge.synthesis.session import RayConfig, ensure_ray, from_rows
+from embedforge.synthesis.session import RayConfig, ensure_ray
 from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
-from embedforge.synthesis.teacher import PairScorer, TeacherConfig, TextEmbedder, actor_options, scorer_options
+from embedforge.synthesis.teacher import TeacherConfig, TextEmbedder, actor_options, cosine_rows, teacher_identity, teacher_policy
 
 
 class IndexConfig(ConfigModel):
@@ -66,14 +66,20 @@ class MiningConfig(ConfigModel):
         return self
 
 
+def index_kind(count: int, config: IndexConfig) -> Literal["flat", "ivf"]:
+    """The index ``config`` gives a corpus of ``count`` passages (``auto`` resolved)."""
+    if config.kind != "auto":
+        return config.kind
+    return "ivf" if count >= config.ivf_min_passages else "flat"
+
+
 def build_index(vectors: np.ndarray, config: IndexConfig):
     """A faiss inner-product index over normalised (N, D) vectors."""
     import faiss
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     count, dim = vectors.shape
-    kind = config.kind if config.kind != "auto" else ("ivf" if count >= config.ivf_min_passages else "flat")
-    if kind == "flat":
+    if index_kind(count, config) == "flat":
         index = faiss.IndexFlatIP(dim)
     else:
         lists = config.ivf_lists or max(1, int(4 * np.sqrt(count)))
@@ -116,56 +122,101 @@ def select_negatives(
     return [allowed[i] for i in chosen], dropped
 
 
-def embed_passages(passages: list[dict], config: MiningConfig) -> np.ndarray:
-    """Corpus vectors (N, D) from a teacher actor pool, in passage order."""
-    dataset = from_rows([{"row": i, "passage": p["passage"]} for i, p in enumerate(passages)], config.ray)
+def embed_texts(texts: Sequence[str], instructions: Sequence[str | None], config: MiningConfig) -> np.ndarray:
+    """Vectors (N, D), in input order, from one pass of one teacher actor pool.
+
+    Each text is encoded with its instruction in the query template (``None``: bare). Texts
+    go in longest first, in blocks of whole encode batches, so every batch pads to about its
+    own length, as sentence-transformers' ``encode`` sorts within one process; rows travel
+    as Arrow columns and vectors come back as one tensor column, with no per-row Python.
+    """
+    import pyarrow as pa
+    import ray
+
+    order = np.argsort(-np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)), kind="stable")
+    table = pa.table({"row": pa.array(order), "text": pa.array(texts, pa.string()).take(order), "instruction": pa.array(instructions, pa.string()).take(order)})
+    batch = config.teacher.batch_size
+    block = batch * max(1, min(16, -(-len(texts) // (4 * batch * config.teacher.concurrency))))  # whole batches; 4+ blocks per actor
+    dataset = ray.data.from_arrow([table.slice(offset, block) for offset in range(0, len(texts), block)])
     dataset = dataset.map_batches(
-        TextEmbedder, fn_constructor_kwargs=dict(model=config.teacher.model, batch_size=config.teacher.batch_size, column="passage"), **actor_options(config.teacher)
+        TextEmbedder,
+        fn_constructor_kwargs=dict(model=config.teacher.model, batch_size=batch, column="text", instruction_column="instruction"),
+        **actor_options(config.teacher, batch_format="numpy", batch_size=block),
     )
     vectors = None
-    for batch in dataset.iter_batches(batch_format="numpy", batch_size=1024):
-        block = np.stack(batch["embedding"]).astype(np.float32)
-        vectors = np.zeros((len(passages), block.shape[1]), dtype=np.float32) if vectors is None else vectors
-        vectors[batch["row"]] = block
+    for output in dataset.iter_batches(batch_format="numpy", batch_size=None):
+        embeddings = np.asarray(output["embedding"], dtype=np.float32)
+        vectors = np.zeros((len(texts), embeddings.shape[1]), dtype=np.float32) if vectors is None else vectors
+        vectors[output["row"]] = embeddings
     return vectors
 
 
-def corpus_vectors(passages: list[dict], config: MiningConfig, output_dir: Path) -> np.ndarray:
-    """Corpus vectors, cached in ``output_dir`` so a resumed job does not re-embed the corpus."""
+class PairTexts:
+    """The distinct (text, instruction) pairs to encode, the corpus passages first, in passage order."""
+
+    def __init__(self, passages: Sequence[str]):
+        self.texts, self.instructions = list(passages), [None] * len(passages)
+        self.position: dict[tuple[str, str | None], int] = {}
+        for index, passage in enumerate(passages):
+            self.position.setdefault((passage, None), index)
+
+    def add(self, text: str, instruction: str | None) -> int:
+        """The position of ``text`` with ``instruction``, added if new."""
+        key = (text, instruction)
+        if key not in self.position:
+            self.position[key] = len(self.texts)
+            self.texts.append(text)
+            self.instructions.append(instruction)
+        return self.position[key]
+
+
+def corpus_cache(passages: list[dict], config: MiningConfig, output_dir: Path) -> Path:
+    """Where the corpus vectors are kept, so a resumed job does not re-embed the corpus."""
     key = hashlib.sha1(("\n".join(p["passage_id"] for p in passages) + config.teacher.model).encode()).hexdigest()[:16]
-    cache = output_dir / f"corpus_vectors-{key}.npy"
-    if cache.exists():
-        return np.load(cache)
-    vectors = embed_passages(passages, config)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    np.save(cache.with_suffix(".tmp.npy"), vectors)
-    cache.with_suffix(".tmp.npy").replace(cache)
-    return vectors
+    return output_dir / f"corpus_vectors-{key}.npy"
 
 
-def embed_pairs(rows: list[dict], config: MiningConfig) -> tuple[list[dict], np.ndarray, np.ndarray]:
-    """Score and embed the pairs' queries with a teacher actor pool.
+def embed_corpus_and_pairs(passages: list[dict], rows: list[dict], config: MiningConfig, output_dir: Path) -> tuple[np.ndarray, list[dict], np.ndarray, np.ndarray]:
+    """Corpus vectors, scored rows, query vectors and guard scores, from one teacher pass.
 
-    Returns the rows with this teacher's ``teacher_score`` and ``teacher_model``, the query
-    vectors (N, D), each query with its row's instruction as the teacher's policy says, and
-    the guard scores (N,): cos(query, positive encoded as a document, bare), the same kind of
-    score the search over the bare corpus vectors gives every candidate.
+    The corpus (unless cached), every distinct query and every positive that is not already
+    a corpus passage are encoded together (:func:`embed_texts`), each with the instruction
+    the teacher's policy gives it. Rows get this teacher's ``teacher_score``, cos(query,
+    positive) with the policy's instructions, and ``teacher_model``; the guard scores (N,)
+    are cos(query, positive encoded as a bare document), the kind of score the search over
+    the bare corpus vectors gives every candidate. Rows without a query get NaN, no teacher
+    and a zero query vector.
     """
-    columns = ("query", "positive", "instruction", "task_type")
-    dataset = from_rows([{"row": i, **{name: r.get(name) for name in columns}} for i, r in enumerate(rows)], config.ray)
-    dataset = dataset.map_batches(PairScorer, fn_constructor_kwargs=scorer_options(config.teacher, embed_queries=True), **actor_options(config.teacher))
-    vectors, scores, guard = None, np.zeros(len(rows), dtype=np.float32), np.zeros(len(rows), dtype=np.float32)
-    teachers: list[str | None] = [None] * len(rows)
-    for batch in dataset.iter_batches(batch_format="numpy", batch_size=1024):
-        block = np.stack(batch["embedding"]).astype(np.float32)
-        vectors = np.zeros((len(rows), block.shape[1]), dtype=np.float32) if vectors is None else vectors
-        vectors[batch["row"]] = block
-        scores[batch["row"]] = batch["teacher_score"]
-        guard[batch["row"]] = batch["document_score"]
-        for row, teacher in zip(batch["row"], batch["teacher_model"]):
-            teachers[int(row)] = str(teacher) if isinstance(teacher, str) else None
-    scored = [dict(row, teacher_score=float(score), teacher_model=teacher) for row, score, teacher in zip(rows, scores, teachers)]
-    return scored, vectors, guard
+    policy = teacher_policy(config.teacher)
+    identity = teacher_identity(config.teacher.model, policy)
+    cache = corpus_cache(passages, config, output_dir)
+    texts = PairTexts([p["passage"] for p in passages])
+    no_text = -1
+    query_at, document_at, positive_at = (np.full(len(rows), no_text) for _ in range(3))
+    for i, row in enumerate(rows):
+        if not (isinstance(row.get("query"), str) and row["query"]):
+            continue
+        query_side, positive_side = policy.for_row(row.get("instruction"), row.get("task_type"))
+        query_at[i] = texts.add(row["query"], query_side)
+        document_at[i] = texts.add(row["positive"], None)
+        positive_at[i] = texts.add(row["positive"], positive_side)
+    known = len(passages) if cache.exists() else 0
+    vectors = np.load(cache) if known else None
+    if len(texts.texts) > known:
+        new = embed_texts(texts.texts[known:], texts.instructions[known:], config)
+        vectors = new if vectors is None else np.concatenate([vectors, new])
+    if not known:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        np.save(cache.with_suffix(".tmp.npy"), vectors[: len(passages)])
+        cache.with_suffix(".tmp.npy").replace(cache)
+    scored_rows = query_at != no_text
+    queries = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
+    queries[scored_rows] = vectors[query_at[scored_rows]]
+    scores, guard = np.full(len(rows), np.nan, dtype=np.float32), np.full(len(rows), np.nan, dtype=np.float32)
+    scores[scored_rows] = cosine_rows(queries[scored_rows], vectors[positive_at[scored_rows]])
+    guard[scored_rows] = cosine_rows(queries[scored_rows], vectors[document_at[scored_rows]])
+    scored = [dict(row, teacher_score=float(score), teacher_model=identity if ok else None) for row, score, ok in zip(rows, scores, scored_rows)]
+    return vectors[: len(passages)], scored, queries, guard
 
 
 def mine_rows(rows: list[dict], query_vectors: np.ndarray, positive_scores: np.ndarray, index, passages: list[dict], config: MiningConfig) -> tuple[list[dict], Counter]:
@@ -220,9 +271,9 @@ def run_mining(config: MiningConfig) -> dict:
     print(f"mine: {len(rows)} pairs, {len(passages)} passages, {len(shards)} shards; {len(pending)} to run")
     if pending and rows:
         ensure_ray(config.ray)
-        index = build_index(corpus_vectors(passages, config, output_dir), config.index)
         todo = [row for i in pending for row in shards[i]]
-        scored, vectors, guard_scores = embed_pairs(todo, config)
+        corpus, scored, vectors, guard_scores = embed_corpus_and_pairs(passages, todo, config, output_dir)
+        index = build_index(corpus, config.index)
         start = 0
         for i in pending:
             end = start + len(shards[i])
@@ -244,7 +295,7 @@ def run_mining(config: MiningConfig) -> dict:
         "corpus": corpus_report.to_dict(),
         "negatives_per_pair": Counter(negatives_per_pair),
         "candidates": dict(sorted(totals.items())),
-        "settings": {"top_k": config.top_k, "num_negatives": config.num_negatives, "max_score_ratio": config.max_score_ratio, "index": config.index.kind},
+        "settings": {"top_k": config.top_k, "num_negatives": config.num_negatives, "max_score_ratio": config.max_score_ratio, "index": index_kind(len(passages), config.index)},
         "seconds": round(time.perf_counter() - started, 2),
         "counts": {
             "corpus": {"documents": corpus_report.documents, "passages": corpus_report.passages, "bad records": len(corpus_report.bad_records)},

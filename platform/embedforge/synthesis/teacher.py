@@ -92,6 +92,15 @@ def reusable_score(score: object, recorded_teacher: object, identity: str) -> bo
     return isinstance(recorded_teacher, str) and recorded_teacher == identity and isinstance(score, (int, float, np.floating)) and bool(np.isfinite(score))
 
 
+def teacher_policy(config: TeacherConfig) -> InstructionPolicy:
+    """The policy a teacher actor of ``config`` will follow, read from the model folder's
+    saved settings on the caller's side (no weights are loaded)."""
+    from embedforge.models.embedder import read_settings
+    from embedforge.models.registry import resolve_model
+
+    return instruction_policy(read_settings(resolve_model(config.model)).default_instruction, config.use_instructions, config.query_instruction)
+
+
 def load_teacher(model: str):
     from embedforge.models.embedder import Embedder
     from embedforge.models.registry import resolve_model
@@ -219,23 +228,32 @@ def scorer_options(config: TeacherConfig, **options) -> dict:
 
 
 class TextEmbedder:
-    """Ray Data callable class: add ``embedding`` (a float32 list) for the ``text`` column, as documents (bare)."""
+    """Ray Data callable class (numpy batches): add ``embedding``, an (N, D) float32 tensor
+    column, for the ``text`` column; bare documents, or with ``instruction_column``, each text
+    in the query template with its row's instruction (null: bare)."""
 
-    def __init__(self, model: str, batch_size: int = 32, column: str = "text"):
+    def __init__(self, model: str, batch_size: int = 32, column: str = "text", instruction_column: str | None = None):
         self.embedder = load_teacher(model)
-        self.batch_size, self.column = batch_size, column
+        self.batch_size, self.column, self.instruction_column = batch_size, column, instruction_column
 
-    def __call__(self, batch):
-        vectors = encode(self.embedder, batch[self.column].tolist(), query=False, instruction=None, batch_size=self.batch_size)
-        batch = batch.copy()
-        batch["embedding"] = list(vectors)
-        return batch
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        texts = batch[self.column].tolist()
+        if self.instruction_column is None:
+            vectors = encode(self.embedder, texts, query=False, instruction=None, batch_size=self.batch_size)
+        else:
+            vectors = encode_by_instruction(self.embedder, texts, batch[self.instruction_column].tolist(), batch_size=self.batch_size)
+        return {**batch, "embedding": vectors}
 
 
-def actor_options(config: TeacherConfig) -> dict:
-    """``map_batches`` keyword arguments for a fixed-size teacher actor pool."""
+def actor_options(config: TeacherConfig, batch_format: str = "pandas", batch_size: int | None = None) -> dict:
+    """``map_batches`` keyword arguments for a fixed-size teacher actor pool; ``batch_size``
+    (rows per call) defaults to the teacher's encode batch."""
     from ray.data import ActorPoolStrategy
 
     return dict(
-        batch_format="pandas", batch_size=config.batch_size, compute=ActorPoolStrategy(size=config.concurrency), num_cpus=config.num_cpus, num_gpus=config.num_gpus or None
+        batch_format=batch_format,
+        batch_size=batch_size or config.batch_size,
+        compute=ActorPoolStrategy(size=config.concurrency),
+        num_cpus=config.num_cpus,
+        num_gpus=config.num_gpus or None,
     )

@@ -80,11 +80,7 @@ def teacher_identity(model: str, policy: InstructionPolicy) -> str:
 def configured_identity(config: TeacherConfig) -> str:
     """The ``teacher_model`` a :class:`PairScorer` for ``config`` records, read from the model's
     saved settings without loading its weights (so a stage whose scores are all reusable loads no model)."""
-    from embedforge.models.embedder import read_settings
-    from embedforge.models.registry import resolve_model
-
-    default_instruction = read_settings(resolve_model(config.model)).default_instruction
-    return teacher_identity(config.model, instruction_policy(default_instruction, config.use_instructions, config.query_instruction))
+    return teacher_identity(config.model, teacher_policy(config))
 
 
 def reusable_score(score: object, recorded_teacher: object, identity: str) -> bool:

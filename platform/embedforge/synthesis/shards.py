@@ -69,30 +69,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_table(path: Path, rows: Sequence[dict], schema: pa.Schema) -> None:
+def write_parquet(path: Path, table: pa.Table) -> None:
+    """Write ``table`` to ``path`` atomically (a temporary file, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist([{name: row.get(name) for name in schema.names} for row in rows], schema=schema)
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)
 
 
+def rows_table(rows: Sequence[dict], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist([{name: row.get(name) for name in schema.names} for row in rows], schema=schema)
+
+
 def write_shard(output_dir: Path, index: int, pairs: Sequence[dict], rejected: Sequence[dict], counts: dict) -> None:
-    """Write one finished shard: its pairs, its rejections, then its ``done`` marker."""
-    name = shard_name(index)
-    write_table(output_dir / "pairs" / f"{name}.parquet", pairs, PAIR_SCHEMA)
-    write_table(output_dir / "rejected" / f"{name}.parquet", rejected, REJECT_SCHEMA)
-    atomic_write_bytes(output_dir / "done" / f"{name}.json", (json.dumps(counts, indent=1, sort_keys=True) + "\n").encode())
+    """Write one finished shard from row dicts: its pairs, its rejections, then its ``done`` marker."""
+    write_arrow_shard(output_dir, index, rows_table(pairs, PAIR_SCHEMA), rows_table(rejected, REJECT_SCHEMA), counts)
 
 
 def write_arrow_shard(output_dir: Path, index: int, pairs: pa.Table, rejected: pa.Table, counts: dict) -> None:
     """:func:`write_shard` for Arrow tables already in ``PAIR_SCHEMA`` / ``REJECT_SCHEMA`` (no per-row Python)."""
     name = shard_name(index)
-    for folder, table in (("pairs", pairs), ("rejected", rejected)):
-        path = output_dir / folder / f"{name}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path.with_name(path.name + ".tmp"))
-        os.replace(path.with_name(path.name + ".tmp"), path)
+    write_parquet(output_dir / "pairs" / f"{name}.parquet", pairs)
+    write_parquet(output_dir / "rejected" / f"{name}.parquet", rejected)
     atomic_write_bytes(output_dir / "done" / f"{name}.json", (json.dumps(counts, indent=1, sort_keys=True) + "\n").encode())
 
 
@@ -152,11 +150,7 @@ def pair_files(folder: Path) -> list[Path]:
 
 def read_pairs(folder: Path) -> pa.Table:
     """All finished pairs shards of a stage's output folder, in shard order."""
-    folder = Path(folder)
-    done = sorted(done_shards(folder))
-    if not (folder / "manifest.json").exists():
-        raise FileNotFoundError(f"{folder}: not a pairs folder (no manifest.json); run `embedforge synthesize` first")
-    tables = [pq.read_table(folder / "pairs" / f"{shard_name(i)}.parquet", schema=PAIR_SCHEMA) for i in done]
+    tables = [pq.read_table(path, schema=PAIR_SCHEMA) for path in pair_files(folder)]
     return pa.concat_tables(tables) if tables else PAIR_SCHEMA.empty_table()
 
 

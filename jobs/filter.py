@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from embedforge.config import load_config
-from embedforge.synthesis.filtering import FilterConfig, run_filter
+from embedforge.synthesis.filter import FilterConfig, run_filter
 from embedforge.synthesis.summary import print_summary
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ import argparse
 from pathlib import Path
 
 from embedforge.config import load_config
-from embedforge.synthesis.mining import MiningConfig, run_mining
+from embedforge.synthesis.mine import MineConfig, run_mine
 from embedforge.synthesis.summary import print_summary
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True)
-    config = load_config(parser.parse_args().config, MiningConfig)
-    stats = run_mining(config)
+    config = load_config(parser.parse_args().config, MineConfig)
+    stats = run_mine(config)
     print_summary(stats, config.output_dir)

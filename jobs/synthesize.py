@@ -10,12 +10,12 @@ import argparse
 from pathlib import Path
 
 from embedforge.config import load_config
-from embedforge.synthesis.generate import SynthesisConfig, run_synthesis
+from embedforge.synthesis.synthesize import SynthesizeConfig, run_synthesize
 from embedforge.synthesis.summary import print_summary
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True)
-    config = load_config(parser.parse_args().config, SynthesisConfig)
-    stats = run_synthesis(config)
+    config = load_config(parser.parse_args().config, SynthesizeConfig)
+    stats = run_synthesize(config)
     print_summary(stats, config.output_dir)

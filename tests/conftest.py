@@ -67,14 +67,14 @@ def local_ray():
     ray.shutdown()
 
 
-def is_configuration_step(user: str) -> bool:
-    """Whether a synthesis prompt is the first (configuration) step rather than the query step."""
+def is_brief_step(user: str) -> bool:
+    """Whether a synthesis prompt is the first (brief) step rather than the query step."""
     return "Candidate characters:" in user
 
 
 def scripted_answer(user: str) -> str:
     """Valid JSON for either synthesis step: the first candidate persona, or a question about the title."""
-    if is_configuration_step(user):
+    if is_brief_step(user):
         first = re.search(r"^1\. (.+)$", user, re.MULTILINE).group(1)
         return json.dumps({"character": first, "question_type": "acquire_knowledge", "difficulty": "university"})
     title = user.split('"""')[1].strip().splitlines()[0]
@@ -85,7 +85,7 @@ class ScriptedChatServer:
     """An OpenAI-compatible ``/v1/chat/completions`` on 127.0.0.1 that answers with :func:`scripted_answer`.
 
     ``query_budget`` makes runs stop part-way deterministically: once that many query-step
-    requests were answered, later ones wait until :meth:`release` (configuration-step
+    requests were answered, later ones wait until :meth:`release` (brief-step
     requests are always answered).
     """
 
@@ -104,7 +104,7 @@ class ScriptedChatServer:
         self.released.set()
 
     def wait_for_turn(self, user: str) -> None:
-        if is_configuration_step(user):
+        if is_brief_step(user):
             return
         with self.lock:
             over_budget = self.query_budget is not None and self.answered_queries >= self.query_budget

@@ -6,13 +6,13 @@ import pytest
 
 from embedforge.cli import COMMANDS, build_parser
 from embedforge.config import ConfigError, load_config, parse_config
-from embedforge.synthesis.filtering import FilterConfig
-from embedforge.synthesis.generate import SynthesisConfig
-from embedforge.synthesis.mining import MiningConfig
+from embedforge.synthesis.filter import FilterConfig
+from embedforge.synthesis.synthesize import SynthesizeConfig
+from embedforge.synthesis.mine import MineConfig
 from embedforge.synthesis.weak import WeakConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
-CLASSES = {"synthesize": SynthesisConfig, "filter": FilterConfig, "mine": MiningConfig, "weak": WeakConfig}
+CLASSES = {"synthesize": SynthesizeConfig, "filter": FilterConfig, "mine": MineConfig, "weak": WeakConfig}
 
 
 def command_of(path: Path) -> str | None:
@@ -36,8 +36,8 @@ def test_commands_are_registered():
 
 def test_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="plan: .*unknown task type"):
-        parse_config({"output_dir": "x", "corpus": {"paths": ["c.jsonl"]}, "plan": {"tasks": {"ranking": 1.0}}}, SynthesisConfig, "s.yaml")
+        parse_config({"output_dir": "x", "corpus": {"paths": ["c.jsonl"]}, "plan": {"tasks": {"ranking": 1.0}}}, SynthesizeConfig, "s.yaml")
     with pytest.raises(ConfigError, match="exactly one of pairs_dir and labelled"):
-        parse_config({"output_dir": "x", "corpus": {"paths": ["c.jsonl"]}}, MiningConfig, "m.yaml")
+        parse_config({"output_dir": "x", "corpus": {"paths": ["c.jsonl"]}}, MineConfig, "m.yaml")
     with pytest.raises(ConfigError, match="generator.engine"):
-        parse_config({"output_dir": "x", "corpus": {"paths": ["c.jsonl"]}, "generator": {"engine": "tgi"}}, SynthesisConfig, "s.yaml")
+        parse_config({"output_dir": "x", "corpus": {"paths": ["c.jsonl"]}, "generator": {"engine": "tgi"}}, SynthesizeConfig, "s.yaml")

@@ -1,4 +1,4 @@
-"""Engine errors and the per-row configuration schema.
+"""Engine errors and the per-row brief schema.
 
 The ``vllm`` engine cannot run here (no vLLM, no GPU), so the Ray tests build the real
 ``ray.data.llm`` processor (``build_processor`` with the job's own config: real chat
@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from embedforge.synthesis.engines import GeneratorConfig, settle_row, shelter_row, vllm_stage
-from embedforge.synthesis.parsing import parse_config
-from embedforge.synthesis.prompts import CONFIG_SCHEMA, config_schema
-from embedforge.synthesis.records import QueryRules, apply_config_step, apply_query_step, config_step_schema, query_step_prompt
+from embedforge.synthesis.parsing import parse_brief
+from embedforge.synthesis.prompts import BRIEF_SCHEMA, brief_schema
+from embedforge.synthesis.records import QueryRules, apply_brief_step, apply_query_step, brief_step_schema, query_step_prompt
 from embedforge.synthesis.shards import PAIR_SCHEMA
 
 PERSONAS = ["A marine biologist", "A retired sailor", "A high school teacher"]
@@ -28,21 +28,21 @@ ENGINE_COLUMNS = ("generated_tokens", "prompt_token_ids", "num_input_tokens", "n
                   "__inference_error__", "__data")  # fmt: skip
 
 
-def test_config_schema_makes_the_character_one_of_the_row_candidates():
-    schema = config_step_schema({"personas": PERSONAS + [PERSONAS[0]]})
+def test_brief_schema_makes_the_character_one_of_the_row_candidates():
+    schema = brief_step_schema({"personas": PERSONAS + [PERSONAS[0]]})
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["properties"]["character"] == {"type": "string", "enum": PERSONAS}
-    assert {k: v for k, v in schema["properties"].items() if k != "character"} == {k: v for k, v in CONFIG_SCHEMA["properties"].items() if k != "character"}
-    assert CONFIG_SCHEMA["properties"]["character"] == {"type": "string"}  # the shared constant is not changed
+    assert {k: v for k, v in schema["properties"].items() if k != "character"} == {k: v for k, v in BRIEF_SCHEMA["properties"].items() if k != "character"}
+    assert BRIEF_SCHEMA["properties"]["character"] == {"type": "string"}  # the shared constant is not changed
     answer = {"character": PERSONAS[1], "question_type": "summary", "difficulty": "phd"}
     jsonschema.validate(answer, schema)
     outsider = dict(answer, character="A pirate")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(outsider, schema)
-    assert parse_config(json.dumps(answer), PERSONAS) == (answer, None)
-    assert parse_config(json.dumps(outsider), PERSONAS) == (None, "unknown_character")
+    assert parse_brief(json.dumps(answer), PERSONAS) == (answer, None)
+    assert parse_brief(json.dumps(outsider), PERSONAS) == (None, "unknown_character")
     with pytest.raises(ValueError, match="at least one candidate persona"):
-        config_schema([])
+        brief_schema([])
 
 
 def test_vllm_preprocess_sends_each_row_its_own_schema():
@@ -53,7 +53,7 @@ def test_vllm_preprocess_sends_each_row_its_own_schema():
         return processor_config
 
     config = GeneratorConfig.model_validate({"engine": "vllm", "model": "/models/qwen3"})
-    stage = vllm_stage(config, config_step_schema, capture)
+    stage = vllm_stage(config, brief_step_schema, capture)
     row = shelter_row({"prompt": "pick one", "generation_seed": 4, "personas": PERSONAS[:2], "model": "mine"})
     added = captured[0](row)
     assert set(added) == {"messages", "sampling_params"}  # Ray merges these into the row; the job's columns stay sheltered
@@ -91,24 +91,24 @@ def test_settle_turns_ray_rows_into_job_rows():
 
 def test_parse_steps_reject_failed_rows_and_keep_the_first_rejection():
     row = {"id": "a", "personas": PERSONAS, "generated_text": "", "generation_error": "RuntimeError: boom"}  # no attempts column
-    config = apply_config_step(row)
-    assert config["rejection"] == "config:no_generation" and config["config_attempts"] == 0 and config["persona"] is None
+    config = apply_brief_step(row)
+    assert config["rejection"] == "brief:no_generation" and config["brief_attempts"] == 0 and config["persona"] is None
     rules = QueryRules(1, 64, True)
     skipped = query_step_prompt(config)
     assert skipped["prompt"] == ""
-    assert apply_query_step(dict(skipped, generation_error="RuntimeError: again"), rules)["rejection"] == "config:no_generation"
+    assert apply_query_step(dict(skipped, generation_error="RuntimeError: again"), rules)["rejection"] == "brief:no_generation"
     passage = {"id": "b", "positive": "Tides rise twice a day.", "rejection": None, "generated_text": "", "generation_error": "TimeoutError: x"}
     assert apply_query_step(passage, rules)["rejection"] == "query:no_generation"
-    assert apply_config_step(dict(row, rejection="plan:earlier"))["rejection"] == "plan:earlier"
+    assert apply_brief_step(dict(row, rejection="plan:earlier"))["rejection"] == "plan:earlier"
 
 
 # --- Ray 2.60's engine stage, without vLLM -------------------------------------------------
 
 
 def fails(prompt: str) -> bool:
-    """1 record in 5 fails: doc-03 in the configuration step, doc-08 in the query step."""
-    configuration = "Candidate characters" in prompt
-    return ("MARKER-03" in prompt and configuration) or ("MARKER-08" in prompt and not configuration)
+    """1 record in 5 fails: doc-03 in the brief step, doc-08 in the query step."""
+    brief = "Candidate characters" in prompt
+    return ("MARKER-03" in prompt and brief) or ("MARKER-08" in prompt and not brief)
 
 
 def schema_answer(schema: dict) -> str:
@@ -230,7 +230,7 @@ def test_vllm_stage_keeps_job_columns_and_settles_failed_rows(wide_ray):
 
 @pytest.mark.slow
 def test_synthesis_finishes_when_the_engine_fails_one_row_in_five(wide_ray, tmp_path):
-    from embedforge.synthesis.generate import SynthesisConfig, run_synthesis
+    from embedforge.synthesis.synthesize import SynthesizeConfig, run_synthesize
     from embedforge.synthesis.personas import load_personas
 
     corpus = tmp_path / "corpus.jsonl"
@@ -239,7 +239,7 @@ def test_synthesis_finishes_when_the_engine_fails_one_row_in_five(wide_ray, tmp_
             text = f"Record {i} reports tidal heights at harbour {i}, measured hourly over a year. The MARKER-0{i} series shows two high tides a day."
             handle.write(json.dumps({"_id": f"doc-{i}", "title": f"Harbour MARKER-0{i}", "text": text}) + "\n")
     output = tmp_path / "synth"
-    config = SynthesisConfig.model_validate(
+    config = SynthesizeConfig.model_validate(
         {
             "output_dir": str(output),
             "corpus": {"paths": [str(corpus)]},
@@ -249,11 +249,11 @@ def test_synthesis_finishes_when_the_engine_fails_one_row_in_five(wide_ray, tmp_
             "ray": {"rows_per_block": 5},
         }
     )
-    stats = run_synthesis(config, processor_factory=stand_in_processor)
+    stats = run_synthesize(config, processor_factory=stand_in_processor)
     assert (stats["records"], stats["attempted"], stats["accepted"]) == (10, 10, 8)
-    assert stats["rejected_by_reason"] == {"config:no_generation": 1, "query:no_generation": 1}
+    assert stats["rejected_by_reason"] == {"brief:no_generation": 1, "query:no_generation": 1}
     rejected = {row["passage_id"]: row["reason"] for row in pq.read_table(str(output / "rejected")).to_pylist()}
-    assert rejected == {"doc-3#0": "config:no_generation", "doc-8#0": "query:no_generation"}
+    assert rejected == {"doc-3#0": "brief:no_generation", "doc-8#0": "query:no_generation"}
     table = pq.read_table(str(output / "pairs"))
     assert table.schema.names == PAIR_SCHEMA.names and not set(table.schema.names) & set(ENGINE_COLUMNS)
     pairs = table.to_pylist()

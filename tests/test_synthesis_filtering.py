@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from embedforge.synthesis.dedup import Banding, Signer, bucket_rows, resolve_buckets, shingles
-from embedforge.synthesis.filtering import FilterConfig, FilterRules, length_reason, normalise_query, row_reason, run_filter, score_reason
+from embedforge.synthesis.filter import FilterConfig, FilterRules, length_reason, normalise_query, row_reason, run_filter, score_reason
 from embedforge.synthesis.shards import REJECT_SCHEMA, check_manifest, write_shard
 from embedforge.synthesis.teacher import TeacherConfig, configured_identity
 

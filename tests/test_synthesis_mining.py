@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from embedforge.synthesis.mining import IndexConfig, build_index, select_negatives
+from embedforge.synthesis.mine import IndexConfig, build_index, select_negatives
 
 
 def test_select_negatives_excludes_positives_and_applies_the_guard():
@@ -81,10 +81,10 @@ def check_mined(folder, qrels, stats):
 def test_mining_scifact_train_qrels(local_ray, shared_data, scifact_subset, tmp_path):
     import shutil
 
-    from embedforge.synthesis.mining import MiningConfig, run_mining
+    from embedforge.synthesis.mine import MineConfig, run_mine
 
     folder, qrels = scifact_subset
-    config = MiningConfig.model_validate(
+    config = MineConfig.model_validate(
         {
             "output_dir": str(tmp_path / "mined"),
             "labelled": {"queries": str(shared_data / "retrieval/scifact/queries.jsonl"), "qrels": str(folder / "train.tsv")},
@@ -97,9 +97,9 @@ def test_mining_scifact_train_qrels(local_ray, shared_data, scifact_subset, tmp_
             "shard_size": 16,
         }
     )
-    stats = run_mining(config)
+    stats = run_mine(config)
     flat_rows = check_mined(tmp_path / "mined", qrels, stats)
-    again = run_mining(config)  # resumed: every shard is done, nothing is redone
+    again = run_mine(config)  # resumed: every shard is done, nothing is redone
     assert again["pairs"] == stats["pairs"] and pq.read_table(str(tmp_path / "mined" / "pairs")).num_rows == len(flat_rows)
 
     # the IVF index, reusing the cached corpus vectors (the cache is part of resumption)
@@ -107,11 +107,11 @@ def test_mining_scifact_train_qrels(local_ray, shared_data, scifact_subset, tmp_
     for cached in (tmp_path / "mined").glob("corpus_vectors-*.npy"):
         shutil.copy(cached, tmp_path / "ivf" / cached.name)
     ivf_config = config.model_copy(update={"output_dir": tmp_path / "ivf", "index": IndexConfig(kind="ivf", ivf_lists=8, ivf_probe=4)})
-    check_mined(tmp_path / "ivf", qrels, run_mining(ivf_config))
+    check_mined(tmp_path / "ivf", qrels, run_mine(ivf_config))
 
 
 def test_pair_texts_keeps_passage_order_and_encodes_each_text_once():
-    from embedforge.synthesis.mining import PairTexts
+    from embedforge.synthesis.mine import PairTexts
 
     texts = PairTexts(["a", "b", "a"])
     assert texts.add("a", None) == 0 and texts.add("b", None) == 1
@@ -127,7 +127,7 @@ def test_one_teacher_pass_matches_the_pair_scorer_and_the_embedder(local_ray, ti
     import pandas as pd
 
     from embedforge.models.embedder import Embedder
-    from embedforge.synthesis.mining import MiningConfig, embed_corpus_and_pairs
+    from embedforge.synthesis.mine import MineConfig, embed_corpus_and_pairs
     from embedforge.synthesis.teacher import PairScorer
 
     passages = [{"passage_id": f"d{i}#0", "doc_id": f"d{i}", "passage": text} for i, text in enumerate(
@@ -140,7 +140,7 @@ def test_one_teacher_pass_matches_the_pair_scorer_and_the_embedder(local_ray, ti
         {"query": "what is not in the corpus", "positive": "A positive that is no corpus passage at all.", "instruction": None, "task_type": "retrieval"},
         {"query": None, "positive": passages[2]["passage"], "instruction": None, "task_type": "retrieval"},
     ]
-    config = MiningConfig.model_validate(
+    config = MineConfig.model_validate(
         {"output_dir": str(tmp_path), "corpus": {"paths": [str(tmp_path / "unused.jsonl")]}, "pairs_dir": str(tmp_path), "teacher": {"model": str(tiny_embedder_dir), "batch_size": 2}}
     )
     reference = PairScorer(str(tiny_embedder_dir), batch_size=2, embed_queries=True)(pd.DataFrame(rows))

@@ -13,7 +13,7 @@ import re
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import is_configuration_step, scripted_answer
+from conftest import is_brief_step, scripted_answer
 from flaky_chat import FlakyChatServer, Reply
 
 from embedforge.config import parse_config
@@ -21,9 +21,9 @@ from embedforge.config import parse_config
 
 @pytest.mark.slow
 def test_openai_engine_synthesize_filter_mine(local_ray, chat_server, tmp_path, monkeypatch):
-    from embedforge.synthesis.filtering import FilterConfig, run_filter
-    from embedforge.synthesis.generate import SynthesisConfig, run_synthesis
-    from embedforge.synthesis.mining import MiningConfig, run_mining
+    from embedforge.synthesis.filter import FilterConfig, run_filter
+    from embedforge.synthesis.synthesize import SynthesizeConfig, run_synthesize
+    from embedforge.synthesis.mine import MineConfig, run_mine
 
     url, requests = chat_server.url, chat_server.requests
     monkeypatch.setenv("EMBEDFORGE_TEST_KEY", "sk-local")
@@ -36,20 +36,20 @@ def test_openai_engine_synthesize_filter_mine(local_ray, chat_server, tmp_path, 
             "teacher": {"num_cpus": 0.5},
             "shard_size": 3,
         },
-        SynthesisConfig,
+        SynthesizeConfig,
     )
-    stats = run_synthesis(config)
+    stats = run_synthesize(config)
     assert stats["attempted"] == stats["records"] and stats["accepted"] == stats["records"] > 0, stats["rejected_by_reason"]
     pairs = pq.read_table(str(tmp_path / "synth" / "pairs")).to_pylist()
     assert {p["engine"] for p in pairs} == {"openai"} and {p["model"] for p in pairs} == {"scripted"}
     assert all(p["query"].startswith("What does research show about") and p["persona"] and p["question_type"] == "acquire_knowledge" for p in pairs)
     assert all(-1 <= p["teacher_score"] <= 1 and p["instruction"] for p in pairs)
-    assert len(requests) == 2 * stats["records"]  # one configuration and one query request per record
+    assert len(requests) == 2 * stats["records"]  # one brief and one query request per record
     assert all(r["auth"] == "Bearer sk-local" and r["body"]["response_format"]["type"] == "json_schema" for r in requests)
-    for request in requests:  # the configuration step's schema: character is one of the prompt's candidates
+    for request in requests:  # the brief step's schema: character is one of the prompt's candidates
         user = request["body"]["messages"][-1]["content"]
         schema = request["body"]["response_format"]["json_schema"]["schema"]
-        if is_configuration_step(user):
+        if is_brief_step(user):
             assert schema["properties"]["character"]["enum"] == re.findall(r"^\d+\. (.+)$", user.split("Candidate characters:")[1], re.MULTILINE)
         else:
             assert schema["required"] == ["query"]
@@ -58,7 +58,7 @@ def test_openai_engine_synthesize_filter_mine(local_ray, chat_server, tmp_path, 
     assert filtered["input"] == len(pairs) == filtered["kept"] + filtered["removed"]
     assert {p["teacher_model"] for p in pairs} == {"all-MiniLM-L6-v2 | no instructions"}
     assert filtered["scoring"] == {"teacher_model": "all-MiniLM-L6-v2 | no instructions", "reused": len(pairs), "recomputed": 0}  # same teacher: nothing re-scored
-    mined = run_mining(MiningConfig.model_validate({"output_dir": str(tmp_path / "mined"), "pairs_dir": str(tmp_path / "filtered"), "corpus": corpus, "num_negatives": 2}))
+    mined = run_mine(MineConfig.model_validate({"output_dir": str(tmp_path / "mined"), "pairs_dir": str(tmp_path / "filtered"), "corpus": corpus, "num_negatives": 2}))
     rows = pq.read_table(str(tmp_path / "mined" / "pairs")).to_pylist()
     assert len(rows) == filtered["kept"] == mined["pairs"]
     for row in rows:
@@ -76,7 +76,7 @@ def misbehaving(prompt: str, nth: int) -> Reply:
 @pytest.mark.slow
 def test_openai_engine_under_429_500_slow_and_budget_rejects_with_reasons_and_counts_retries(local_ray, tmp_path):
     """6 records need 4 requests each (two steps, one failure each); a budget of 21 stops the last 3."""
-    from embedforge.synthesis.generate import SynthesisConfig, run_synthesis
+    from embedforge.synthesis.synthesize import SynthesizeConfig, run_synthesize
 
     server = FlakyChatServer(misbehaving)
     try:
@@ -89,9 +89,9 @@ def test_openai_engine_under_429_500_slow_and_budget_rejects_with_reasons_and_co
                 "teacher": {"num_cpus": 0.5},
                 "shard_size": 3,
             },
-            SynthesisConfig,
+            SynthesizeConfig,
         )
-        stats = run_synthesis(config)
+        stats = run_synthesize(config)
     finally:
         server.close()
     requests = stats["requests"]

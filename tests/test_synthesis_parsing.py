@@ -2,7 +2,7 @@
 
 import pytest
 
-from embedforge.synthesis.parsing import REJECTION_REASONS, copies_passage, extract_json_object, parse_config, parse_query
+from embedforge.synthesis.parsing import REJECTION_REASONS, copies_passage, extract_json_object, parse_brief, parse_query
 
 PERSONAS = ["A nurse on a cardiology ward", "A pharmacist"]
 PASSAGE = (
@@ -10,7 +10,7 @@ PASSAGE = (
     "and so lowers the risk of arterial thrombosis in patients with coronary disease."
 )
 
-CONFIG_CASES = [
+BRIEF_CASES = [
     ('{"character": "A pharmacist", "question_type": "summary", "difficulty": "phd"}', None),
     ('```json\n{"Character": "a PHARMACIST", "Question_Type": "Yes or no", "Difficulty": "University"}\n```', None),
     ('<think>hmm {"x": 1}</think> sure: {"character": "A pharmacist", "question_type": "background", "difficulty": "high-school"} done', None),
@@ -29,17 +29,17 @@ CONFIG_CASES = [
 ]
 
 
-@pytest.mark.parametrize("text,reason", CONFIG_CASES)
-def test_config_generations(text, reason):
-    config, got = parse_config(text, PERSONAS)
+@pytest.mark.parametrize("text,reason", BRIEF_CASES)
+def test_brief_generations(text, reason):
+    brief, got = parse_brief(text, PERSONAS)
     assert got == reason
     assert got is None or got in REJECTION_REASONS
     if reason is None:
-        assert config["character"] == "A pharmacist"
-        assert config["question_type"] in ("summary", "yes_or_no", "background")
-        assert config["difficulty"] in ("phd", "university", "high_school")
+        assert brief["character"] == "A pharmacist"
+        assert brief["question_type"] in ("summary", "yes_or_no", "background")
+        assert brief["difficulty"] in ("phd", "university", "high_school")
     else:
-        assert config is None
+        assert brief is None
 
 
 QUERY_CASES = [

@@ -68,7 +68,7 @@ def test_cli_synthesize_filter_mine(local_ray, tmp_path, capsys):
     stats = json.loads((synthesized / "stats.json").read_text())
     pairs, rejected = check_synthesis_folder(synthesized, stats["records"])
     assert stats["corpus"]["documents"] == 3 and stats["records"] >= 3
-    assert "config:malformed_json" in stats["rejected_by_reason"]  # what a random generator writes
+    assert "brief:malformed_json" in stats["rejected_by_reason"]  # what a random generator writes
     assert all(r["generated_text"] for r in rejected)
     report = (synthesized / "report.md").read_text()
     assert "teacher_scores.png" in report and "| synthesize | attempted |" in report
@@ -86,7 +86,7 @@ def test_cli_synthesize_filter_mine(local_ray, tmp_path, capsys):
 def test_filter_on_labelled_scifact_pairs(local_ray, shared_data, tmp_path):
     """Real rows through the filter: counts add up and every kept pair obeys every rule."""
     from embedforge.synthesis.corpus import CorpusConfig, read_passages
-    from embedforge.synthesis.filtering import FilterConfig, normalise_query, run_filter
+    from embedforge.synthesis.filter import FilterConfig, normalise_query, run_filter
     from embedforge.synthesis.labelled import LabelledPairsConfig, labelled_pairs
     from embedforge.synthesis.shards import check_manifest, write_shard
 

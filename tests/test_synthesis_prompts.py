@@ -5,29 +5,29 @@ import json
 import pytest
 
 from embedforge.synthesis.prompts import (
-    CONFIG_SCHEMA,
+    BRIEF_SCHEMA,
     DIFFICULTIES,
     QUERY_SCHEMA,
     QUESTION_TYPES,
     TASK_INSTRUCTIONS,
     TASK_TYPES,
     chat_messages,
-    render_config_prompt,
+    render_brief_prompt,
     render_query_prompt,
 )
 
 PASSAGE = "Aspirin irreversibly inhibits cyclooxygenase-1, reducing thromboxane A2 synthesis in platelets."
 
 
-def test_config_prompt_lists_personas_and_choices():
-    text = render_config_prompt(PASSAGE, ["A nurse", "A pharmacist"])
+def test_brief_prompt_lists_personas_and_choices():
+    text = render_brief_prompt(PASSAGE, ["A nurse", "A pharmacist"])
     assert PASSAGE in text
     assert "1. A nurse\n2. A pharmacist" in text
     assert all(choice in text for choice in QUESTION_TYPES + DIFFICULTIES)
     assert text.endswith('{"character": "...", "question_type": "...", "difficulty": "..."}')
     assert "{" not in text.replace('{"character": "...", "question_type": "...", "difficulty": "..."}', "")
     with pytest.raises(ValueError, match="persona"):
-        render_config_prompt(PASSAGE, [])
+        render_brief_prompt(PASSAGE, [])
 
 
 @pytest.mark.parametrize("task", TASK_TYPES)
@@ -54,7 +54,7 @@ def test_every_task_has_an_instruction_and_bad_choices_fail():
 
 
 def test_schemas_are_json_and_messages_have_a_system_turn():
-    assert json.loads(json.dumps(CONFIG_SCHEMA))["required"] == ["character", "question_type", "difficulty"]
+    assert json.loads(json.dumps(BRIEF_SCHEMA))["required"] == ["character", "question_type", "difficulty"]
     assert QUERY_SCHEMA["required"] == ["query"]
     messages = chat_messages("hello")
     assert [m["role"] for m in messages] == ["system", "user"] and messages[1]["content"] == "hello"

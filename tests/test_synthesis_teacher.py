@@ -120,7 +120,7 @@ def write_pairs(folder, rows):
 
 @pytest.mark.slow
 def test_filter_rescores_rows_another_teacher_scored(local_ray, instructed_teacher, embedders, tmp_path):
-    from embedforge.synthesis.filtering import FilterConfig, run_filter
+    from embedforge.synthesis.filter import FilterConfig, run_filter
 
     identity = teacher_identity(str(instructed_teacher), instruction_policy(DEFAULT, "auto", None))
     extra = {"query": "which vitamin deficiency causes scurvy", "positive": "Scurvy\nScurvy results from a lack of vitamin C in the diet."}
@@ -153,7 +153,7 @@ def test_filter_rescores_rows_another_teacher_scored(local_ray, instructed_teach
 
 @pytest.mark.slow
 def test_mining_guard_compares_instructed_queries_in_the_corpus_space(local_ray, instructed_teacher, embedders, tmp_path):
-    from embedforge.synthesis.mining import MiningConfig, run_mining
+    from embedforge.synthesis.mine import MineConfig, run_mine
 
     documents = [
         ("d1", "Aspirin", "Low-dose aspirin inhibits platelet aggregation and lowers the risk of myocardial infarction."),
@@ -171,7 +171,7 @@ def test_mining_guard_compares_instructed_queries_in_the_corpus_space(local_ray,
         dict(ROWS[1], positive=passages["d2"], id="b", instruction=INSTRUCTIONS[0], task_type="sts", source_doc_id="d2", positive_ids=["d2"]),
     ]
     write_pairs(tmp_path / "pairs", rows)
-    config = MiningConfig.model_validate(
+    config = MineConfig.model_validate(
         {
             "output_dir": str(tmp_path / "mined"),
             "pairs_dir": str(tmp_path / "pairs"),
@@ -183,7 +183,7 @@ def test_mining_guard_compares_instructed_queries_in_the_corpus_space(local_ray,
             "max_score_ratio": 0.6,
         }
     )
-    run_mining(config)
+    run_mine(config)
     mined = {row["id"]: row for row in pq.read_table(str(tmp_path / "mined" / "pairs")).to_pylist()}
     embedder = embedders["instructed"]
     for row in rows:

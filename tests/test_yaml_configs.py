@@ -8,9 +8,9 @@ import yaml
 from embedforge.config import load_config
 from embedforge.eval.runner import EvaluationSettings
 from embedforge.pipeline.config import PipelineConfig
-from embedforge.synthesis.filtering import FilterConfig
-from embedforge.synthesis.generate import SynthesisConfig
-from embedforge.synthesis.mining import MiningConfig
+from embedforge.synthesis.filter import FilterConfig
+from embedforge.synthesis.synthesize import SynthesizeConfig
+from embedforge.synthesis.mine import MineConfig
 from embedforge.synthesis.weak import WeakConfig
 from embedforge.training.config import load_stage_config
 
@@ -19,9 +19,9 @@ JOB_CONFIGS = sorted((REPO_ROOT / "jobs" / "configs").glob("*.yaml"))
 ALL_YAML = sorted(path for pattern in ("jobs/**/*.yaml", "cluster/**/*.yaml") for path in REPO_ROOT.glob(pattern))
 
 LOADERS = {
-    "synthesize": lambda path: load_config(path, SynthesisConfig),
+    "synthesize": lambda path: load_config(path, SynthesizeConfig),
     "filter": lambda path: load_config(path, FilterConfig),
-    "mine": lambda path: load_config(path, MiningConfig),
+    "mine": lambda path: load_config(path, MineConfig),
     "weak": lambda path: load_config(path, WeakConfig),
     "train": load_stage_config,
     "run": lambda path: load_config(path, PipelineConfig),

@@ -47,7 +47,7 @@ def generate(folder: Path, rows: int, seed: int = 0) -> dict:
     import numpy as np
     import pyarrow as pa
 
-    from embedforge.synthesis.filtering import ROW_SCHEMA
+    from embedforge.synthesis.filter import ROW_SCHEMA
     from embedforge.synthesis.shards import PAIR_SCHEMA, REJECT_SCHEMA, check_manifest, write_arrow_shard
     from embedforge.synthesis.teacher import TeacherConfig, configured_identity
 
@@ -88,7 +88,7 @@ def generate(folder: Path, rows: int, seed: int = 0) -> dict:
                 "teacher_model": [identity] * n,
             }
         )
-        from embedforge.synthesis.filtering import conform
+        from embedforge.synthesis.filter import conform
 
         write_arrow_shard(folder, shard, conform(table, ROW_SCHEMA).cast(PAIR_SCHEMA), REJECT_SCHEMA.empty_table(), {"pairs": n})
     return planted
@@ -110,7 +110,7 @@ def measure(input_dir: Path, output_dir: Path) -> dict:
     """Run the filter in this (fresh) process and sample its RSS."""
     import ray
 
-    from embedforge.synthesis.filtering import FilterConfig, run_filter
+    from embedforge.synthesis.filter import FilterConfig, run_filter
 
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False

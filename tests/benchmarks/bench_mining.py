@@ -9,7 +9,7 @@ threads (``BENCH_THREADS``, default every core), in one process, one after the o
 
 - the plain loop: read and chunk the corpus, sentence-transformers ``encode`` of the
   passages and the distinct queries, a faiss ``IndexFlatIP`` top-k search;
-- ``embedforge mine``: ``run_mining`` on a config loaded from YAML exactly as the CLI does,
+- ``embedforge mine``: ``run_mine`` on a config loaded from YAML exactly as the CLI does,
   starting its own local Ray, one teacher actor holding the same CPUs, ``index: auto``.
 
 ``BENCH_REPEATS=N`` alternates the two sides N times and keeps each side's best run.
@@ -86,7 +86,7 @@ def embedforge_mine(workdir: Path, corpus: Path, qrels: Path, queries_file: Path
     import yaml
 
     from embedforge.config import load_config
-    from embedforge.synthesis.mining import MiningConfig, run_mining
+    from embedforge.synthesis.mine import MineConfig, run_mine
 
     config_file = workdir / f"mine-{run}.yaml"
     config_file.write_text(
@@ -104,7 +104,7 @@ def embedforge_mine(workdir: Path, corpus: Path, qrels: Path, queries_file: Path
         )
     )
     started = time.perf_counter()
-    stats = run_mining(load_config(config_file, MiningConfig))
+    stats = run_mine(load_config(config_file, MineConfig))
     seconds = time.perf_counter() - started
     ray.shutdown()
     return {"documents": stats["corpus"]["documents"], "passages": stats["passages"], "pairs": stats["pairs"], "negatives": sum(int(n) * c for n, c in stats["negatives_per_pair"].items()), "seconds": seconds}

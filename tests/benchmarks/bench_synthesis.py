@@ -29,7 +29,7 @@ SYNTH_DOCS = int(os.environ.get("BENCH_SYNTH_DOCS", "12"))
 
 def synthesis_rows_per_second(workdir: Path, actors: int) -> dict:
     from embedforge.config import parse_config
-    from embedforge.synthesis.generate import SynthesisConfig, run_synthesis
+    from embedforge.synthesis.synthesize import SynthesizeConfig, run_synthesize
 
     config = parse_config(
         {
@@ -40,10 +40,10 @@ def synthesis_rows_per_second(workdir: Path, actors: int) -> dict:
             "shard_size": 8,
             "ray": {"rows_per_block": 4},
         },
-        SynthesisConfig,
+        SynthesizeConfig,
     )
     started = time.perf_counter()
-    stats = run_synthesis(config)
+    stats = run_synthesize(config)
     seconds = time.perf_counter() - started
     return {"rows": stats["attempted"], "seconds": seconds, "rows_per_s": stats["attempted"] / seconds}
 
@@ -63,8 +63,8 @@ def main() -> None:
         [[a, r["rows"], round(r["seconds"], 1), round(r["rows_per_s"], 3), round(r["rows_per_s"] / synth[1]["rows_per_s"], 2)] for a, r in synth.items()],
     )
     body = f"""Synthesis with the `hf` engine: the tiny random Qwen3 (32 new tokens, batch 4) on {SYNTH_DOCS}
-SciFact documents, 0.5 CPU per actor, wall time of `run_synthesis` including actor start-up
-and the persona and teacher stages. A random generator fails the configuration step, so the
+SciFact documents, 0.5 CPU per actor, wall time of `run_synthesize` including actor start-up
+and the persona and teacher stages. A random generator fails the brief step, so the
 query step does no work: these rows/s measure the pipeline and one generation per record.
 
 {synth_table}

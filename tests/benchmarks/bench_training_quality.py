@@ -64,11 +64,11 @@ def write_corpus_subset(corpus: dict, doc_ids: list[str], path: Path) -> Path:
 def mine_train_split(corpus_file: Path, output_dir: Path) -> Path:
     """The mining stage on its SciFact preset, over ``corpus_file``; returns the pairs folder."""
     from embedforge.config import parse_config, read_yaml_mapping
-    from embedforge.synthesis.mining import MiningConfig, run_mining
+    from embedforge.synthesis.mine import MineConfig, run_mine
 
     raw = read_yaml_mapping(MINING_PRESET)
     raw.update(output_dir=str(output_dir), corpus=dict(raw["corpus"], paths=[str(corpus_file)]))
-    stats = run_mining(parse_config(raw, MiningConfig, str(MINING_PRESET)))
+    stats = run_mine(parse_config(raw, MineConfig, str(MINING_PRESET)))
     print(f"mined {stats['pairs']} pairs over {stats['passages']} passages in {stats['seconds']:.0f} s")
     return output_dir
 

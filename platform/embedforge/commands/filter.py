@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from embedforge.config import load_config
-    from embedforge.synthesis.filtering import FilterConfig, run_filter
+    from embedforge.synthesis.filter import FilterConfig, run_filter
     from embedforge.synthesis.summary import print_summary
 
     config = load_config(args.config, FilterConfig)

@@ -14,9 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from embedforge.config import load_config
-    from embedforge.synthesis.mining import MiningConfig, run_mining
+    from embedforge.synthesis.mine import MineConfig, run_mine
     from embedforge.synthesis.summary import print_summary
 
-    config = load_config(args.config, MiningConfig)
-    print_summary(run_mining(config), config.output_dir)
+    config = load_config(args.config, MineConfig)
+    print_summary(run_mine(config), config.output_dir)
     return 0

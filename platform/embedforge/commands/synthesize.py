@@ -14,9 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from embedforge.config import load_config
-    from embedforge.synthesis.generate import SynthesisConfig, run_synthesis
+    from embedforge.synthesis.synthesize import SynthesizeConfig, run_synthesize
     from embedforge.synthesis.summary import print_summary
 
-    config = load_config(args.config, SynthesisConfig)
-    print_summary(run_synthesis(config), config.output_dir)
+    config = load_config(args.config, SynthesizeConfig)
+    print_summary(run_synthesize(config), config.output_dir)
     return 0

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from embedforge.eval.runner import EvaluationSettings
     from embedforge.pipeline.config import MergeSection, ServeSection
     from embedforge.pipeline.run import Pipeline
-    from embedforge.synthesis.filtering import FilterConfig
-    from embedforge.synthesis.generate import SynthesisConfig
-    from embedforge.synthesis.mining import MiningConfig
+    from embedforge.synthesis.filter import FilterConfig
+    from embedforge.synthesis.synthesize import SynthesizeConfig
+    from embedforge.synthesis.mine import MineConfig
     from embedforge.synthesis.weak import WeakConfig
     from embedforge.training.config import TrainConfig
 
@@ -31,22 +31,22 @@ def weak(config: "WeakConfig", folder: Path) -> dict:
     return {"output": str(config.output_dir), "stats": run_weak(config)}
 
 
-def synthesize(config: "SynthesisConfig", folder: Path) -> dict:
-    from embedforge.synthesis.generate import run_synthesis
+def synthesize(config: "SynthesizeConfig", folder: Path) -> dict:
+    from embedforge.synthesis.synthesize import run_synthesize
 
-    return {"output": str(config.output_dir), "stats": run_synthesis(config)}
+    return {"output": str(config.output_dir), "stats": run_synthesize(config)}
 
 
 def filter_pairs(config: "FilterConfig", folder: Path) -> dict:
-    from embedforge.synthesis.filtering import run_filter
+    from embedforge.synthesis.filter import run_filter
 
     return {"output": str(config.output_dir), "stats": run_filter(config)}
 
 
-def mine(config: "MiningConfig", folder: Path) -> dict:
-    from embedforge.synthesis.mining import run_mining
+def mine(config: "MineConfig", folder: Path) -> dict:
+    from embedforge.synthesis.mine import run_mine
 
-    return {"output": str(config.output_dir), "stats": run_mining(config)}
+    return {"output": str(config.output_dir), "stats": run_mine(config)}
 
 
 def train(config: "TrainConfig", folder: Path) -> dict:

@@ -16,9 +16,9 @@ from pydantic import Field, model_validator
 from embedforge.config import ConfigModel, DataPath
 from embedforge.eval.runner import EvaluationSettings
 from embedforge.pipeline.references import OWN_FOLDER
-from embedforge.synthesis.filtering import FilterConfig
-from embedforge.synthesis.generate import SynthesisConfig
-from embedforge.synthesis.mining import MiningConfig
+from embedforge.synthesis.filter import FilterConfig
+from embedforge.synthesis.synthesize import SynthesizeConfig
+from embedforge.synthesis.mine import MineConfig
 from embedforge.synthesis.weak import WeakConfig
 from embedforge.training.config import TrainConfig
 
@@ -63,11 +63,11 @@ class PipelineConfig(ConfigModel):
     (4 on 2 cores) so training workers and the Ray Data read stage can run side by side."""
     weak: WeakConfig | None = None
     """LLM-free weak pairs from the corpus (titles, inverse cloze, crops): stage 1's pool."""
-    synthesize: SynthesisConfig | None = None
+    synthesize: SynthesizeConfig | None = None
     """LLM pairs; unfiltered, they join stage 1's pool (``@synthesize``); filtered, stage 2."""
     filter: FilterConfig | None = None
-    mine_synthetic: MiningConfig | None = None
-    mine_labelled: MiningConfig | None = None
+    mine_synthetic: MineConfig | None = None
+    mine_labelled: MineConfig | None = None
     stage1: TrainConfig | None = None
     stage2: TrainConfig
     stage2_from_base: TrainConfig | None = None

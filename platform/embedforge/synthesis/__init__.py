@@ -1,6 +1,6 @@
 """Synthetic training data on Ray Data: generation, filtering and hard-negative mining.
 
-Entry points: :func:`embedforge.synthesis.generate.run_synthesis`,
-:func:`embedforge.synthesis.filtering.run_filter` and
-:func:`embedforge.synthesis.mining.run_mining`. See ``docs/synthesis.md``.
+Entry points: :func:`embedforge.synthesis.synthesize.run_synthesize`,
+:func:`embedforge.synthesis.filter.run_filter` and
+:func:`embedforge.synthesis.mine.run_mine`. See ``docs/synthesis.md``.
 """

@@ -1,4 +1,4 @@
-"""Parsing LLM generations into configurations and queries, or into a rejection reason.
+"""Parsing LLM generations into briefs (persona, question type, difficulty) and queries, or into a rejection reason.
 
 Generations are untrusted text. Each parser returns ``(value, None)`` or ``(None, reason)``
 and never raises on bad output, so one bad generation cannot fail a job; the reasons (the
@@ -62,8 +62,8 @@ def json_fields(text: str | None) -> tuple[dict | None, str | None]:
     return {str(key).strip().lower(): value for key, value in obj.items()}, None
 
 
-def parse_config(text: str | None, personas: Sequence[str]) -> tuple[dict | None, str | None]:
-    """``{"character", "question_type", "difficulty"}`` from a configuration-step generation.
+def parse_brief(text: str | None, personas: Sequence[str]) -> tuple[dict | None, str | None]:
+    """``{"character", "question_type", "difficulty"}`` from a brief-step generation.
 
     Keys are matched case-insensitively (the paper writes ``Character``, ``Question_Type``);
     the character must be one of ``personas`` (an exact or case-insensitive match).

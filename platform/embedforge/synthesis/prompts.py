@@ -2,7 +2,7 @@
 
 Two steps per passage, following the Qwen3 Embedding recipe (see ``RECIPE.md``):
 
-1. **Configuration** (:data:`CONFIG_TEMPLATE`): given the passage and the five personas a
+1. **Brief** (the paper's "configuration", :data:`BRIEF_TEMPLATE`): given the passage and the five personas a
    teacher embedder retrieved for it, the LLM answers with JSON ``{"character",
    "question_type", "difficulty"}``.
 2. **Query** (one template per task in :data:`QUERY_TEMPLATES`): from that character's
@@ -48,7 +48,7 @@ DIFFICULTY_GUIDE = {
 
 SYSTEM_PROMPT = "You write training data for text embedding models. Answer with one JSON object and nothing else."
 
-CONFIG_TEMPLATE = """Read the passage and the candidate characters below.
+BRIEF_TEMPLATE = """Read the passage and the candidate characters below.
 
 Passage:
 \"\"\"
@@ -116,7 +116,7 @@ The sentence must mean the same as the claim, with different wording.
 Answer with JSON only: {{"query": "..."}}""",
 }
 
-CONFIG_SCHEMA: dict = {
+BRIEF_SCHEMA: dict = {
     "type": "object",
     "properties": {
         "character": {"type": "string"},
@@ -126,8 +126,8 @@ CONFIG_SCHEMA: dict = {
     "required": ["character", "question_type", "difficulty"],
     "additionalProperties": False,
 }
-"""JSON schema of the configuration step with ``character`` a free string; a job sends
-:func:`config_schema`, which narrows it to the row's candidates."""
+"""JSON schema of the brief step with ``character`` a free string; a job sends
+:func:`brief_schema`, which narrows it to the row's candidates."""
 
 QUERY_SCHEMA: dict = {
     "type": "object",
@@ -138,17 +138,17 @@ QUERY_SCHEMA: dict = {
 """JSON schema of the query step (structured output for vLLM and OpenAI)."""
 
 
-def config_schema(personas: Sequence[str]) -> dict:
-    """The configuration step's JSON schema for one passage: ``character`` is one of its candidates.
+def brief_schema(personas: Sequence[str]) -> dict:
+    """The brief step's JSON schema for one passage: ``character`` is one of its candidates.
 
     Sent as structured output (vLLM guided decoding, OpenAI ``response_format``), the enum
     keeps the model from inventing a persona, which would cost the row an
     ``unknown_character`` rejection.
     """
     if not personas:
-        raise ValueError("the configuration step needs at least one candidate persona")
-    properties = dict(CONFIG_SCHEMA["properties"], character={"type": "string", "enum": list(dict.fromkeys(personas))})
-    return dict(CONFIG_SCHEMA, properties=properties)
+        raise ValueError("the brief step needs at least one candidate persona")
+    properties = dict(BRIEF_SCHEMA["properties"], character={"type": "string", "enum": list(dict.fromkeys(personas))})
+    return dict(BRIEF_SCHEMA, properties=properties)
 
 
 def check_task(task: str) -> str:
@@ -157,12 +157,12 @@ def check_task(task: str) -> str:
     return task
 
 
-def render_config_prompt(passage: str, personas: Sequence[str]) -> str:
-    """The configuration-step user message for one passage and its candidate personas."""
+def render_brief_prompt(passage: str, personas: Sequence[str]) -> str:
+    """The brief-step user message for one passage and its candidate personas."""
     if not personas:
-        raise ValueError("the configuration step needs at least one candidate persona")
+        raise ValueError("the brief step needs at least one candidate persona")
     characters = "\n".join(f"{index + 1}. {persona}" for index, persona in enumerate(personas))
-    return CONFIG_TEMPLATE.format(
+    return BRIEF_TEMPLATE.format(
         passage=passage,
         characters=characters,
         question_types=", ".join(QUESTION_TYPES),
@@ -181,7 +181,7 @@ def render_query_prompt(
     language: str,
     corpus_language: str = "English",
 ) -> str:
-    """The query-step user message of ``task`` for one passage and its chosen configuration."""
+    """The query-step user message of ``task`` for one passage and its chosen brief."""
     if question_type not in QUESTION_TYPE_GUIDE:
         raise ValueError(f"unknown question_type {question_type!r}; choose from {', '.join(QUESTION_TYPES)}")
     if difficulty not in DIFFICULTY_GUIDE:

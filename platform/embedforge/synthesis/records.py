@@ -19,8 +19,8 @@ from typing import Sequence
 from pydantic import model_validator
 
 from embedforge.config import ConfigModel
-from embedforge.synthesis.parsing import parse_config, parse_query
-from embedforge.synthesis.prompts import QUERY_SCHEMA, TASK_INSTRUCTIONS, TASK_TYPES, config_schema, render_config_prompt, render_query_prompt
+from embedforge.synthesis.parsing import parse_brief, parse_query
+from embedforge.synthesis.prompts import QUERY_SCHEMA, TASK_INSTRUCTIONS, TASK_TYPES, brief_schema, render_brief_prompt, render_query_prompt
 
 
 class PlanConfig(ConfigModel):
@@ -81,22 +81,22 @@ def plan_records(passages: Sequence[dict], plan: PlanConfig, corpus_language: st
     return records
 
 
-def config_step_prompt(row: dict) -> dict:
-    """Add the configuration-step ``prompt`` (personas must already be on the row)."""
-    return dict(row, prompt=render_config_prompt(row["positive"], list(row["personas"])))
+def brief_step_prompt(row: dict) -> dict:
+    """Add the brief-step ``prompt`` (personas must already be on the row)."""
+    return dict(row, prompt=render_brief_prompt(row["positive"], list(row["personas"])))
 
 
-def config_step_schema(row: dict) -> dict:
-    """The configuration step's structured-output schema: ``character`` is one of the row's personas."""
-    return config_schema(list(row["personas"]))
+def brief_step_schema(row: dict) -> dict:
+    """The brief step's structured-output schema: ``character`` is one of the row's personas."""
+    return brief_schema(list(row["personas"]))
 
 
 def query_step_schema(row: dict) -> dict:
     return QUERY_SCHEMA
 
 
-def config_rejection(row: dict, text: str) -> str | None:
-    return parse_config(text, list(row["personas"]))[1]
+def brief_rejection(row: dict, text: str) -> str | None:
+    return parse_brief(text, list(row["personas"]))[1]
 
 
 def generation_attempts(row: dict) -> int:
@@ -105,24 +105,24 @@ def generation_attempts(row: dict) -> int:
     return 0 if attempts is None or row.get("generation_error") else int(attempts)
 
 
-def apply_config_step(row: dict) -> dict:
-    """Parse the configuration-step generation into columns, or record why it is rejected."""
+def apply_brief_step(row: dict) -> dict:
+    """Parse the brief-step generation into columns, or record why it is rejected."""
     text = row.get("generated_text") or ""
     if row.get("rejection"):
         config, reason = None, None
     elif row.get("generation_error"):
-        config, reason = None, "config:no_generation"
+        config, reason = None, "brief:no_generation"
     else:
-        config, parsed_reason = parse_config(text, list(row["personas"]))
-        reason = None if parsed_reason is None else f"config:{parsed_reason}"
+        config, parsed_reason = parse_brief(text, list(row["personas"]))
+        reason = None if parsed_reason is None else f"brief:{parsed_reason}"
     config = config or {"character": None, "question_type": None, "difficulty": None}
     return dict(
         row,
         persona=config["character"],
         question_type=config["question_type"],
         difficulty=config["difficulty"],
-        config_text=text,
-        config_attempts=generation_attempts(row),
+        brief_text=text,
+        brief_attempts=generation_attempts(row),
         rejection=row.get("rejection") or reason,
     )
 

@@ -40,7 +40,7 @@ class IndexConfig(ConfigModel):
     """Cells visited per query (recall against speed)."""
 
 
-class MiningConfig(ConfigModel):
+class MineConfig(ConfigModel):
     """``embedforge mine``: pairs (a folder, or labelled qrels) plus a corpus, out pairs with negatives."""
 
     output_dir: DataPath
@@ -60,7 +60,7 @@ class MiningConfig(ConfigModel):
     ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
-    def one_input(self) -> "MiningConfig":
+    def one_input(self) -> "MineConfig":
         if (self.pairs_dir is None) == (self.labelled is None):
             raise ValueError("give exactly one of pairs_dir and labelled")
         return self
@@ -122,7 +122,7 @@ def select_negatives(
     return [allowed[i] for i in chosen], dropped
 
 
-def embed_texts(texts: Sequence[str], instructions: Sequence[str | None], config: MiningConfig) -> np.ndarray:
+def embed_texts(texts: Sequence[str], instructions: Sequence[str | None], config: MineConfig) -> np.ndarray:
     """Vectors (N, D), in input order, from one pass of one teacher actor pool.
 
     Each text is encoded with its instruction in the query template (``None``: bare). Texts
@@ -170,13 +170,13 @@ class PairTexts:
         return self.position[key]
 
 
-def corpus_cache(passages: list[dict], config: MiningConfig, output_dir: Path) -> Path:
+def corpus_cache(passages: list[dict], config: MineConfig, output_dir: Path) -> Path:
     """Where the corpus vectors are kept, so a resumed job does not re-embed the corpus."""
     key = hashlib.sha1(("\n".join(p["passage_id"] for p in passages) + config.teacher.model).encode()).hexdigest()[:16]
     return output_dir / f"corpus_vectors-{key}.npy"
 
 
-def embed_corpus_and_pairs(passages: list[dict], rows: list[dict], config: MiningConfig, output_dir: Path) -> tuple[np.ndarray, list[dict], np.ndarray, np.ndarray]:
+def embed_corpus_and_pairs(passages: list[dict], rows: list[dict], config: MineConfig, output_dir: Path) -> tuple[np.ndarray, list[dict], np.ndarray, np.ndarray]:
     """Corpus vectors, scored rows, query vectors and guard scores, from one teacher pass.
 
     The corpus (unless cached), every distinct query and every positive that is not already
@@ -219,7 +219,7 @@ def embed_corpus_and_pairs(passages: list[dict], rows: list[dict], config: Minin
     return vectors[: len(passages)], scored, queries, guard
 
 
-def mine_rows(rows: list[dict], query_vectors: np.ndarray, positive_scores: np.ndarray, index, passages: list[dict], config: MiningConfig) -> tuple[list[dict], Counter]:
+def mine_rows(rows: list[dict], query_vectors: np.ndarray, positive_scores: np.ndarray, index, passages: list[dict], config: MineConfig) -> tuple[list[dict], Counter]:
     """Attach negatives to each row; returns the rows and drop counts per reason.
 
     ``positive_scores`` are what the guard compares candidates against: cos(query, positive)
@@ -253,7 +253,7 @@ def mine_rows(rows: list[dict], query_vectors: np.ndarray, positive_scores: np.n
     return mined, totals
 
 
-def run_mining(config: MiningConfig) -> dict:
+def run_mine(config: MineConfig) -> dict:
     """Mine hard negatives for every pair (resumable: finished shards are skipped)."""
     started = time.perf_counter()
     output_dir = Path(config.output_dir)

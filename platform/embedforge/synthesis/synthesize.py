@@ -1,8 +1,8 @@
 """Synthesis: passages to (query, positive) pairs with a two-step LLM prompt, on Ray Data.
 
-Flow of :func:`run_synthesis`: read and chunk the corpus; plan deterministic records;
+Flow of :func:`run_synthesize`: read and chunk the corpus; plan deterministic records;
 skip the shards a previous run finished; then one streaming Ray Data pipeline over the
-rest: persona retrieval (teacher actors) -> configuration step (engine) -> parse -> query
+rest: persona retrieval (teacher actors) -> brief step (engine) -> parse -> query
 step (engine) -> parse -> teacher score (teacher actors). The driver writes each shard as
 soon as all its records are back, so a killed run loses at most the shards in flight.
 """
@@ -21,11 +21,11 @@ from embedforge.synthesis.personas import load_personas
 from embedforge.synthesis.records import (
     PlanConfig,
     QueryRules,
-    apply_config_step,
+    apply_brief_step,
     apply_query_step,
-    config_rejection,
-    config_step_prompt,
-    config_step_schema,
+    brief_rejection,
+    brief_step_prompt,
+    brief_step_schema,
     plan_records,
     query_step_prompt,
     query_step_schema,
@@ -36,7 +36,7 @@ from embedforge.synthesis.shards import check_manifest, config_identity, chunks,
 from embedforge.synthesis.teacher import PairScorer, PersonaRetriever, TeacherConfig, actor_options, scorer_options
 
 
-class SynthesisConfig(ConfigModel):
+class SynthesizeConfig(ConfigModel):
     """``embedforge synthesize``: corpus in, pairs shards + stats + report out."""
 
     output_dir: DataPath
@@ -52,7 +52,7 @@ class SynthesisConfig(ConfigModel):
     ray: RayConfig = RayConfig()
 
 
-def build_pipeline(records: list[dict], config: SynthesisConfig, personas: list[str], processor_factory: ProcessorFactory | None = None):
+def build_dataset(records: list[dict], config: SynthesizeConfig, personas: list[str], processor_factory: ProcessorFactory | None = None):
     """The lazy Ray Data pipeline from planned records to scored (or rejected) rows.
 
     ``processor_factory`` builds the ``vllm`` engine's processors (default
@@ -66,16 +66,16 @@ def build_pipeline(records: list[dict], config: SynthesisConfig, personas: list[
         fn_constructor_kwargs=dict(model=config.teacher.model, personas=personas, top_k=config.personas_per_passage, batch_size=config.teacher.batch_size),
         **actor_options(config.teacher),
     )
-    dataset = dataset.map(config_step_prompt, **light)
-    dataset = build_generation_stage(config.generator, schema=config_step_schema, validator=config_rejection, processor_factory=processor_factory)(dataset)
-    dataset = dataset.map(apply_config_step, **light)
+    dataset = dataset.map(brief_step_prompt, **light)
+    dataset = build_generation_stage(config.generator, schema=brief_step_schema, validator=brief_rejection, processor_factory=processor_factory)(dataset)
+    dataset = dataset.map(apply_brief_step, **light)
     dataset = dataset.map(query_step_prompt, **light)
     dataset = build_generation_stage(config.generator, schema=query_step_schema, validator=rules, processor_factory=processor_factory)(dataset)
     dataset = dataset.map(apply_query_step, fn_kwargs=dict(rules=rules), **light)
     return dataset.map_batches(PairScorer, fn_constructor_kwargs=scorer_options(config.teacher), **actor_options(config.teacher))
 
 
-def pair_row(row: dict, config: SynthesisConfig) -> dict:
+def pair_row(row: dict, config: SynthesizeConfig) -> dict:
     return dict(
         row,
         negatives=[],
@@ -85,7 +85,7 @@ def pair_row(row: dict, config: SynthesisConfig) -> dict:
         engine=config.generator.engine,
         model=config.generator.model,
         teacher_score=float(row["teacher_score"]),
-        attempts=int(row["config_attempts"]) + int(row["query_attempts"]),
+        attempts=int(row["brief_attempts"]) + int(row["query_attempts"]),
     )
 
 
@@ -97,7 +97,7 @@ def reject_row(row: dict) -> dict:
         stage="synthesize",
         reason=row["rejection"],
         query=row.get("query"),
-        generated_text=(row.get("query_text") if step == "query" else row.get("config_text")) or "",
+        generated_text=(row.get("query_text") if step == "query" else row.get("brief_text")) or "",
     )
 
 
@@ -109,7 +109,7 @@ def shard_stats(rows: list[dict]) -> dict:
     return stats
 
 
-def run_synthesis(config: SynthesisConfig, processor_factory: ProcessorFactory | None = None) -> dict:
+def run_synthesize(config: SynthesizeConfig, processor_factory: ProcessorFactory | None = None) -> dict:
     """Run (or resume) synthesis; returns the stats that ``stats.json`` also holds.
 
     ``processor_factory`` builds the ``vllm`` engine's processors (default
@@ -129,7 +129,7 @@ def run_synthesis(config: SynthesisConfig, processor_factory: ProcessorFactory |
     if pending:
         ensure_ray(config.ray)
         todo = [row for shard in pending.values() for row in shard]
-        for index, rows in completed_shards(build_pipeline(todo, config, load_personas(config.personas), processor_factory), pending, key="id"):
+        for index, rows in completed_shards(build_dataset(todo, config, load_personas(config.personas), processor_factory), pending, key="id"):
             pairs = [pair_row(r, config) for r in rows if not r.get("rejection")]
             rejected = [reject_row(r) for r in rows if r.get("rejection")]
             write_shard(output_dir, index, pairs, rejected, shard_stats(rows))

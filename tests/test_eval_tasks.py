@@ -9,9 +9,11 @@ import pytest
 from embedforge.eval.sampling import retrieval_subset, sample_ids, stable_order
 from embedforge.eval.tasks import OFFLINE_TASKS, TaskLimits, TaskUnavailableError, build_task
 from embedforge.eval.tasks.banking77 import read_labelled_csv
+from embedforge.data.beir import Document
 from embedforge.eval.tasks.cranfield import read_cranfield_corpus, read_cranfield_qrels, read_cranfield_queries, read_smart
-from embedforge.eval.tasks.scifact import load_scifact_dev
-from embedforge.eval.tasks.sts import read_stsb_multi_mt, read_stsbenchmark
+from embedforge.eval.tasks.mteb_format import InMemoryRetrieval
+from embedforge.eval.tasks.scifact import SCIFACT_INSTRUCTION, load_scifact_dev
+from embedforge.eval.tasks.sts import STS_INSTRUCTION, read_stsb_multi_mt, read_stsbenchmark
 from embedforge.eval.tasks.xquad import read_xquad
 
 
@@ -127,6 +129,29 @@ def test_every_offline_task_loads_within_limits():
             split = task.dataset["de-en"]["test"]
             assert len(split["queries"]) == 3 and len(split["corpus"]) == 10
             assert split["corpus"]["text"][0].isascii()  # English paragraphs, German questions
+
+
+def test_offline_task_metadata_names_main_scores_splits_and_prompts():
+    described = {
+        name: (task.metadata.type, task.metadata.main_score, task.metadata.eval_splits, task.metadata.dataset["path"])
+        for name, task in OFFLINE_TASKS.items()
+    }
+    assert described == {
+        "scifact-dev": ("Retrieval", "ndcg_at_10", ["dev"], "local/shared-data/retrieval/scifact"),
+        "cranfield": ("Retrieval", "ndcg_at_10", ["test"], "local/shared-data/retrieval/cranfield"),
+        "stsb-dev": ("STS", "cosine_spearman", ["dev"], "local/shared-data/sts/stsbenchmark"),
+        "stsb-multi-mt-dev": ("STS", "cosine_spearman", ["dev"], "local/shared-data/sts/stsb-multi-mt"),
+        "banking77": ("Classification", "accuracy", ["test"], "local/shared-data/classification/banking77"),
+        "xquad": ("Retrieval", "ndcg_at_10", ["test"], "local/shared-data/multilingual/xquad"),
+        "xquad-crosslingual": ("Retrieval", "ndcg_at_10", ["test"], "local/shared-data/multilingual/xquad"),
+    }
+    # A retrieval instruction goes to queries only; an STS one to every text; none means no prompt.
+    assert OFFLINE_TASKS["scifact-dev"].metadata.prompt == {"query": SCIFACT_INSTRUCTION}
+    assert OFFLINE_TASKS["stsb-dev"].metadata.prompt == STS_INSTRUCTION
+    assert OFFLINE_TASKS["xquad-crosslingual"].metadata.eval_langs["de-en"] == ["deu-Latn", "eng-Latn"]
+    in_memory = InMemoryRetrieval("mine", {"d": Document(id="d", title="", text="x")}, {"q": "y"}, {"q": {"d": 1}}, split="dev")
+    assert in_memory.metadata.prompt is None and in_memory.metadata.eval_splits == ["dev"]
+    assert in_memory.metadata.eval_langs == ["eng-Latn"] and in_memory.metadata.main_score == "ndcg_at_10"
 
 
 def test_unknown_and_hub_only_tasks_fail_clearly(monkeypatch):

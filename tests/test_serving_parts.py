@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import embedforge
 from embedforge.config import ConfigError, parse_config
 from embedforge.serving.batching import ContinuousBatcher, TokenRow, forward_groups, pad_rows, unpad
 from embedforge.serving.keys import bearer_token, digest, is_authorized, load_key_digests
 from embedforge.serving.schemas import encode_embedding, ranked_results, truncate_rows
 from embedforge.serving.settings import ServeSettings, model_name, served_names
+
+
+@pytest.mark.parametrize("module", ["embedforge.serving.api", "embedforge.serving.app"])
+def test_the_http_layer_and_the_serve_config_entry_import_without_torch(module):
+    """The shared HTTP layer (and what Serve configs import) loads no torch; only model replicas do."""
+    source_root = str(Path(embedforge.__file__).parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))}
+    code = f"import {module}, sys; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "False"
 
 
 def test_forward_groups_sort_longest_first_and_cut_on_length_drops_and_the_token_budget():

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 from mteb.abstasks.classification import AbsTaskClassification
-from mteb.abstasks.task_metadata import TaskMetadata
 
 from embedforge.eval.sampling import sample_ids
 from embedforge.eval.tasks.limits import TaskLimits
+from embedforge.eval.tasks.mteb_format import local_metadata
 from embedforge.paths import shared_data_dir
 
 BANKING77_INSTRUCTION = "Given an online banking query, find the corresponding intents"
@@ -44,19 +44,15 @@ def to_dataset(examples: list[tuple[str, str]]) -> Dataset:
 
 
 class Banking77(AbsTaskClassification):
-    metadata = TaskMetadata(
-        name="banking77",
-        description="77 fine-grained banking intents; 10,003 training and 3,080 test queries.",
+    metadata = local_metadata(
+        "banking77",
+        "Classification",
+        "77 fine-grained banking intents; 10,003 training and 3,080 test queries.",
+        dataset="shared-data/classification/banking77",
+        revision="polyai",
+        instruction=BANKING77_INSTRUCTION,
         reference="https://arxiv.org/abs/2003.04807",
-        dataset={"path": "local/shared-data/classification/banking77", "revision": "polyai"},
-        type="Classification",
-        category="t2c",
-        modalities=["text"],
-        eval_splits=["test"],
-        eval_langs=["eng-Latn"],
-        main_score="accuracy",
         license="cc-by-4.0",
-        prompt=BANKING77_INSTRUCTION,
     )
 
     def __init__(self, limits: TaskLimits | None = None, **kwargs):

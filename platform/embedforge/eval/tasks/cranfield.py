@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mteb.abstasks.retrieval import AbsTaskRetrieval
-from mteb.abstasks.task_metadata import TaskMetadata
 
 from embedforge.data.beir import Document
 from embedforge.eval.sampling import retrieval_subset
 from embedforge.eval.tasks.limits import TaskLimits
-from embedforge.eval.tasks.mteb_format import retrieval_split
+from embedforge.eval.tasks.mteb_format import local_metadata, retrieval_split
 from embedforge.paths import shared_data_dir
 
 logger = logging.getLogger(__name__)
@@ -97,19 +96,15 @@ def read_cranfield_qrels(path: Path) -> tuple[dict[str, dict[str, int]], int]:
 
 
 class Cranfield(AbsTaskRetrieval):
-    metadata = TaskMetadata(
-        name="cranfield",
-        description="Cranfield 1400 aeronautics abstracts; graded judgements mapped to gains 5 - code.",
+    metadata = local_metadata(
+        "cranfield",
+        "Retrieval",
+        "Cranfield 1400 aeronautics abstracts; graded judgements mapped to gains 5 - code.",
+        dataset="shared-data/retrieval/cranfield",
+        revision="smart-1400",
+        instruction=CRANFIELD_INSTRUCTION,
         reference="http://ir.dcs.gla.ac.uk/resources/test_collections/cran/",
-        dataset={"path": "local/shared-data/retrieval/cranfield", "revision": "smart-1400"},
-        type="Retrieval",
-        category="t2t",
-        modalities=["text"],
-        eval_splits=["test"],
-        eval_langs=["eng-Latn"],
-        main_score="ndcg_at_10",
         license="not specified",
-        prompt={"query": CRANFIELD_INSTRUCTION},
     )
 
     def __init__(self, limits: TaskLimits | None = None, **kwargs):

@@ -1,14 +1,57 @@
-"""Turning in-memory evaluation data into the dataset objects mteb's task classes read."""
+"""What mteb's task classes read, built from our own data: the task metadata and the datasets."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Literal, Mapping
 
 from datasets import Dataset
 from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.task_metadata import TaskMetadata
 
 from embedforge.data.beir import Document
+
+TaskType = Literal["Retrieval", "STS", "Classification"]
+MAIN_SCORES: dict[TaskType, str] = {"Retrieval": "ndcg_at_10", "STS": "cosine_spearman", "Classification": "accuracy"}
+"""The score each type of local task reports as ``main_score`` (what mteb's own tasks of the type use)."""
+
+
+def local_metadata(
+    name: str,
+    task_type: TaskType,
+    description: str,
+    *,
+    dataset: str,
+    revision: str,
+    instruction: str | None = None,
+    split: str = "test",
+    languages: list[str] | dict[str, list[str]] | None = None,
+    reference: str | None = None,
+    license: str | None = None,
+) -> TaskMetadata:
+    """mteb's metadata for a text task whose data embedforge loads itself, never from the hub.
+
+    ``dataset`` names the data, ``local/<dataset>`` at ``revision`` (mteb records it; only
+    our ``load_data`` reads data); ``instruction`` prefixes retrieval queries only, or every
+    text of an STS or classification task; ``languages`` are mteb's ``eval_langs``, English by
+    default, or one list per subset.
+    """
+    prompt: str | dict[str, str] | None = instruction or None
+    if prompt and task_type == "Retrieval":
+        prompt = {"query": instruction}
+    return TaskMetadata(
+        name=name,
+        description=description,
+        reference=reference,
+        dataset={"path": f"local/{dataset}", "revision": revision},
+        type=task_type,
+        category="t2c" if task_type == "Classification" else "t2t",
+        modalities=["text"],
+        eval_splits=[split],
+        eval_langs=languages or ["eng-Latn"],
+        main_score=MAIN_SCORES[task_type],
+        license=license,
+        prompt=prompt,
+    )
 
 
 def retrieval_split(
@@ -52,17 +95,14 @@ class InMemoryRetrieval(AbsTaskRetrieval):
         instruction: str | None = None,
         split: str = "test",
     ):
-        self.metadata = TaskMetadata(
-            name=name,
-            description=f"in-memory retrieval task {name}",
-            dataset={"path": f"local/in-memory/{name}", "revision": "in-memory"},
-            type="Retrieval",
-            category="t2t",
-            modalities=["text"],
-            eval_splits=[split],
-            eval_langs=["eng-Latn"],
-            main_score="ndcg_at_10",
-            prompt={"query": instruction} if instruction else None,
+        self.metadata = local_metadata(
+            name,
+            "Retrieval",
+            f"in-memory retrieval task {name}",
+            dataset=f"in-memory/{name}",
+            revision="in-memory",
+            instruction=instruction,
+            split=split,
         )
         super().__init__()
         self.dataset = {"default": {split: retrieval_split(corpus, queries, qrels)}}

@@ -11,13 +11,12 @@ import logging
 from pathlib import Path
 
 from mteb.abstasks.retrieval import AbsTaskRetrieval
-from mteb.abstasks.task_metadata import TaskMetadata
 
 from embedforge.data.beir import load_corpus, load_qrels, load_queries
 from embedforge.data.splits import split_ids
 from embedforge.eval.sampling import retrieval_subset
 from embedforge.eval.tasks.limits import TaskLimits
-from embedforge.eval.tasks.mteb_format import retrieval_split
+from embedforge.eval.tasks.mteb_format import local_metadata, retrieval_split
 from embedforge.paths import shared_data_dir
 
 logger = logging.getLogger(__name__)
@@ -38,19 +37,16 @@ def load_scifact_dev(folder: Path, limits: TaskLimits) -> tuple[dict, dict, dict
 
 
 class SciFactDev(AbsTaskRetrieval):
-    metadata = TaskMetadata(
-        name="scifact-dev",
-        description="SciFact claims -> abstracts; the fixed embedforge dev split (seed 13, 20%) of the 809 train-qrels queries.",
+    metadata = local_metadata(
+        "scifact-dev",
+        "Retrieval",
+        "SciFact claims -> abstracts; the fixed embedforge dev split (seed 13, 20%) of the 809 train-qrels queries.",
+        dataset="shared-data/retrieval/scifact",
+        revision="train-qrels-dev-split-seed13",
+        instruction=SCIFACT_INSTRUCTION,
+        split="dev",
         reference="https://github.com/allenai/scifact",
-        dataset={"path": "local/shared-data/retrieval/scifact", "revision": "train-qrels-dev-split-seed13"},
-        type="Retrieval",
-        category="t2t",
-        modalities=["text"],
-        eval_splits=["dev"],
-        eval_langs=["eng-Latn"],
-        main_score="ndcg_at_10",
         license="cc-by-nc-4.0",
-        prompt={"query": SCIFACT_INSTRUCTION},
     )
 
     def __init__(self, limits: TaskLimits | None = None, **kwargs):

@@ -18,11 +18,10 @@ import logging
 from pathlib import Path
 
 from mteb.abstasks.sts import AbsTaskSTS
-from mteb.abstasks.task_metadata import TaskMetadata
 
 from embedforge.eval.sampling import sample_ids
 from embedforge.eval.tasks.limits import TaskLimits
-from embedforge.eval.tasks.mteb_format import pairs_dataset
+from embedforge.eval.tasks.mteb_format import local_metadata, pairs_dataset
 from embedforge.paths import shared_data_dir
 
 logger = logging.getLogger(__name__)
@@ -82,19 +81,16 @@ def to_dataset(pairs: Pairs):
 
 
 class STSBenchmarkDev(AbsTaskSTS):
-    metadata = TaskMetadata(
-        name="stsb-dev",
-        description="STS Benchmark dev (1,500 English pairs, scores 0-5), read from the original TAB file.",
+    metadata = local_metadata(
+        "stsb-dev",
+        "STS",
+        "STS Benchmark dev (1,500 English pairs, scores 0-5), read from the original TAB file.",
+        dataset="shared-data/sts/stsbenchmark",
+        revision="sts-dev",
+        instruction=STS_INSTRUCTION,
+        split="dev",
         reference="https://ixa2.si.ehu.eus/stswiki/index.php/STSbenchmark",
-        dataset={"path": "local/shared-data/sts/stsbenchmark", "revision": "sts-dev"},
-        type="STS",
-        category="t2t",
-        modalities=["text"],
-        eval_splits=["dev"],
-        eval_langs=["eng-Latn"],
-        main_score="cosine_spearman",
         license="cc-by-sa-4.0",
-        prompt=STS_INSTRUCTION,
     )
     min_score = 0
     max_score = 5
@@ -112,19 +108,17 @@ class STSBenchmarkDev(AbsTaskSTS):
 
 
 class STSbMultiMTDev(AbsTaskSTS):
-    metadata = TaskMetadata(
-        name="stsb-multi-mt-dev",
-        description="STS Benchmark dev machine-translated into 10 languages (plus English): one subset per language.",
+    metadata = local_metadata(
+        "stsb-multi-mt-dev",
+        "STS",
+        "STS Benchmark dev machine-translated into 10 languages (plus English): one subset per language.",
+        dataset="shared-data/sts/stsb-multi-mt",
+        revision="dev",
+        instruction=STS_INSTRUCTION,
+        split="dev",
+        languages={code: [script] for code, script in STSB_MULTI_LANGUAGES.items()},
         reference="https://github.com/PhilipMay/stsb-multi-mt",
-        dataset={"path": "local/shared-data/sts/stsb-multi-mt", "revision": "dev"},
-        type="STS",
-        category="t2t",
-        modalities=["text"],
-        eval_splits=["dev"],
-        eval_langs={code: [script] for code, script in STSB_MULTI_LANGUAGES.items()},
-        main_score="cosine_spearman",
         license="cc-by-sa-4.0",
-        prompt=STS_INSTRUCTION,
     )
     min_score = 0
     max_score = 5

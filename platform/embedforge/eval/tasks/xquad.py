@@ -17,12 +17,11 @@ import json
 from pathlib import Path
 
 from mteb.abstasks.retrieval import AbsTaskRetrieval
-from mteb.abstasks.task_metadata import TaskMetadata
 
 from embedforge.data.beir import Document
 from embedforge.eval.sampling import retrieval_subset
 from embedforge.eval.tasks.limits import TaskLimits
-from embedforge.eval.tasks.mteb_format import retrieval_split
+from embedforge.eval.tasks.mteb_format import local_metadata, retrieval_split
 from embedforge.paths import shared_data_dir
 
 XQUAD_INSTRUCTION = "Given a question, retrieve Wikipedia passages that answer the question"
@@ -63,19 +62,16 @@ def selected(languages: list[str], limits: TaskLimits) -> list[str]:
 
 
 class XQuADRetrieval(AbsTaskRetrieval):
-    metadata = TaskMetadata(
-        name="xquad",
-        description="XQuAD question -> paragraph retrieval within each of 12 languages (240 paragraphs, 1,190 questions).",
+    metadata = local_metadata(
+        "xquad",
+        "Retrieval",
+        "XQuAD question -> paragraph retrieval within each of 12 languages (240 paragraphs, 1,190 questions).",
+        dataset="shared-data/multilingual/xquad",
+        revision="7d30520",
+        instruction=XQUAD_INSTRUCTION,
+        languages={language: [script] for language, script in XQUAD_LANGUAGES.items()},
         reference="https://github.com/google-deepmind/xquad",
-        dataset={"path": "local/shared-data/multilingual/xquad", "revision": "7d30520"},
-        type="Retrieval",
-        category="t2t",
-        modalities=["text"],
-        eval_splits=["test"],
-        eval_langs={language: [script] for language, script in XQUAD_LANGUAGES.items()},
-        main_score="ndcg_at_10",
         license="cc-by-sa-4.0",
-        prompt={"query": XQUAD_INSTRUCTION},
     )
 
     def __init__(self, limits: TaskLimits | None = None, **kwargs):
@@ -96,21 +92,16 @@ class XQuADRetrieval(AbsTaskRetrieval):
 
 
 class XQuADCrossLingualRetrieval(AbsTaskRetrieval):
-    metadata = TaskMetadata(
-        name="xquad-crosslingual",
-        description="XQuAD questions in 11 languages -> English paragraphs.",
+    metadata = local_metadata(
+        "xquad-crosslingual",
+        "Retrieval",
+        "XQuAD questions in 11 languages -> English paragraphs.",
+        dataset="shared-data/multilingual/xquad",
+        revision="7d30520",
+        instruction=XQUAD_INSTRUCTION,
+        languages={f"{language}-en": [script, XQUAD_LANGUAGES["en"]] for language, script in XQUAD_LANGUAGES.items() if language != "en"},
         reference="https://github.com/google-deepmind/xquad",
-        dataset={"path": "local/shared-data/multilingual/xquad", "revision": "7d30520"},
-        type="Retrieval",
-        category="t2t",
-        modalities=["text"],
-        eval_splits=["test"],
-        eval_langs={
-            f"{language}-en": [script, XQUAD_LANGUAGES["en"]] for language, script in XQUAD_LANGUAGES.items() if language != "en"
-        },
-        main_score="ndcg_at_10",
         license="cc-by-sa-4.0",
-        prompt={"query": XQUAD_INSTRUCTION},
     )
 
     def __init__(self, limits: TaskLimits | None = None, **kwargs):

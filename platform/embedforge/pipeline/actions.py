@@ -42,7 +42,7 @@ def synthesize(section: "SynthesizeConfig", folder: Path, upstream: Upstream) ->
     return {"output": str(section.output_dir), "stats": run_synthesize(section)}
 
 
-def filter(section: "FilterConfig", folder: Path, upstream: Upstream) -> dict:  # noqa: A001 - the stage's name
+def filter(section: "FilterConfig", folder: Path, upstream: Upstream) -> dict:
     from embedforge.synthesis.filter import run_filter
 
     return {"output": str(section.output_dir), "stats": run_filter(section)}

@@ -1,8 +1,9 @@
 """The pipeline config: one YAML from corpus to served models.
 
 Each section is the config of one stage, exactly as its own command takes it
-(``embedforge synthesize``, ``filter``, ``mine``, ``train``, ``merge``, ``evaluate``, ``serve``), with
-stage references (``embedforge.pipeline.references``) in place of paths between stages.
+(``embedforge synthesize``, ``filter``, ``mine``, ``train``, ``merge``, ``evaluate``,
+``serve``), with stage references (``embedforge.pipeline.references``) in place of paths
+between stages.
 Folders the pipeline owns (``output_dir``, a training run's ``storage_path`` and ``name``)
 default to ``@out``, the stage's own folder under ``run_dir``; the merged model goes to
 ``model/`` inside the merge stage's folder.

@@ -25,14 +25,15 @@ import ray
 
 @ray.remote(num_cpus=1)
 def evaluate(task):
-    from embedforge.eval.runner import EvaluationSettings, run_evaluation
+    from embedforge.eval.runner import run_evaluation
+    from embedforge.eval.settings import EvaluationSettings
     from embedforge.eval.tasks import TaskLimits
     from embedforge.models.qwen3 import build_embedder
 
     folder = build_embedder("tiny", max_length=64).save(tempfile.mkdtemp())
     settings = EvaluationSettings(tasks=[task], limits=TaskLimits(max_queries=3, max_corpus_docs=10))
-    results = run_evaluation(folder, tempfile.mkdtemp(), settings, device="cpu")
-    return ray.get_runtime_context().get_node_id(), results[task]["main_score"]
+    runs = run_evaluation(folder, tempfile.mkdtemp(), settings, device="cpu", label="tiny")
+    return ray.get_runtime_context().get_node_id(), runs["tiny"][task]["main_score"]
 
 ray.init()
 runs = ray.get([evaluate.remote(task) for task in ("cranfield", "stsb-dev")])
@@ -162,7 +163,7 @@ def assert_report_matches_a_separate_evaluate(run_dir: Path) -> None:
     import subprocess
 
     (evaluate_dir,) = run_dir.glob("evaluate-*")
-    pipeline_results = json.loads((evaluate_dir / "results.json").read_text())["merged"]
+    pipeline_results = json.loads((evaluate_dir / "merged" / "results.json").read_text())  # written as `embedforge evaluate` writes it
     stage_summary = json.loads((evaluate_dir / "_COMPLETE.json").read_text())["summary"]
     output = run_dir / "separate-evaluate"
     command = [sys.executable, "-m", "embedforge.cli", "evaluate", "--model", stage_summary["models"]["merged"],

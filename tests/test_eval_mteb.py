@@ -77,7 +77,8 @@ def test_mteb_with_our_encoder_equals_our_own_evaluator(minilm_dir, shared_data)
 
 @pytest.mark.slow
 def test_run_evaluation_on_every_offline_task_with_reranker(tiny_embedder_dir, tiny_reranker_dir, tmp_path):
-    from embedforge.eval.runner import EvaluationSettings, run_evaluation
+    from embedforge.eval.runner import run_evaluation
+    from embedforge.eval.settings import EvaluationSettings
     from embedforge.eval.tasks import OFFLINE_TASKS
 
     settings = EvaluationSettings(
@@ -86,9 +87,12 @@ def test_run_evaluation_on_every_offline_task_with_reranker(tiny_embedder_dir, t
             max_queries=3, max_corpus_docs=8, languages=["de"], classification_experiments=1, classification_samples_per_label=2
         ),
     )
-    results = run_evaluation(tiny_embedder_dir, tmp_path, settings, reranker=tiny_reranker_dir, device="cpu")
-    assert json.loads((tmp_path / "results.json").read_text()) == results
+    runs = run_evaluation(tiny_embedder_dir, tmp_path, settings, reranker=tiny_reranker_dir, device="cpu", label="tiny")
     retrieval = ["scifact-dev", "cranfield", "xquad", "xquad-crosslingual"]
+    assert list(runs) == ["tiny", "tiny+reranker"]
+    assert list(runs["tiny"]) == list(OFFLINE_TASKS) and list(runs["tiny+reranker"]) == retrieval
+    results = json.loads((tmp_path / "results.json").read_text())  # one flat mapping: reranked tasks as "<task>+reranker"
+    assert results == {**runs["tiny"], **{f"{task}+reranker": metrics for task, metrics in runs["tiny+reranker"].items()}}
     assert list(results) == list(OFFLINE_TASKS) + [f"{task}+reranker" for task in retrieval]
     main_metric = {"stsb-dev": "cosine_spearman", "stsb-multi-mt-dev": "cosine_spearman", "banking77": "accuracy"}
     for task, metrics in results.items():

@@ -272,3 +272,67 @@ def test_merge_checkpoints_errors_name_the_folder(tmp_path):
         merge_checkpoints([good, tmp_path / "missing"], tmp_path / "merged")
     with pytest.raises(FileExistsError):
         merge_checkpoints([good, good], good)
+
+
+# --- the stage: MergeConfig, run_merge, embedforge merge --------------------------------
+
+
+def test_merge_config_checks_weights_before_any_weights_load():
+    from embedforge.config import ConfigError, parse_config
+    from embedforge.merge import MergeConfig
+
+    with pytest.raises(ConfigError, match="got 1 weights for 2 checkpoints"):
+        parse_config({"checkpoints": ["a", "b"], "weights": [1.0], "output": "o"}, MergeConfig, "m.yaml")
+    with pytest.raises(ConfigError, match="not all zero"):
+        parse_config({"checkpoints": ["a", "b"], "weights": [0.0, 0.0], "output": "o"}, MergeConfig, "m.yaml")
+    with pytest.raises(ConfigError, match="m.yaml: checkpoints: List should have at least 2 items"):
+        parse_config({"checkpoints": ["a"], "output": "o"}, MergeConfig, "m.yaml")
+
+
+def test_run_merge_writes_the_merge_and_refuses_its_own_inputs(tmp_path):
+    from embedforge.merge import MergeConfig, run_merge
+
+    a, b = save_tiny_bert(tmp_path / "a", seed=0), save_tiny_bert(tmp_path / "b", seed=1)
+    output = run_merge(MergeConfig(checkpoints=[str(a), str(b)], weights=[3.0, 1.0], output=tmp_path / "merged"))
+    expected = merge_state_dicts([load_checkpoint_weights(a), load_checkpoint_weights(b)], weights=[3.0, 1.0])
+    written = load_file(output / "model.safetensors")
+    for key, value in expected.items():
+        torch.testing.assert_close(written[key], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="is one of the checkpoints"):
+        run_merge(MergeConfig(checkpoints=[str(a), str(b)], output=a, overwrite=True))
+    with pytest.raises(ValueError, match="checkpoints, output: required"):
+        run_merge(MergeConfig())
+
+
+def test_merge_command_runs_a_yaml_config_and_train_points_stage_3_there(tmp_path, tiny_embedder_dir, capsys):
+    """``embedforge merge --config`` takes the flags' keys from a YAML; ``embedforge train`` refuses a merge config."""
+    import numpy as np
+    import yaml
+
+    from embedforge.cli import main
+    from embedforge.models.embedder import Embedder
+    from embedforge.models.qwen3 import build_embedder
+
+    other = build_embedder("tiny", max_length=64, seed=1).save(tmp_path / "other")
+    config = tmp_path / "merge.yaml"
+    config.write_text(yaml.safe_dump({"checkpoints": [str(tiny_embedder_dir), str(other)], "output": str(tmp_path / "merged")}))
+    assert main(["merge", "--config", str(config)]) == 0
+    assert f"merged 2 checkpoints (slerp) into {tmp_path / 'merged'}" in capsys.readouterr().out
+    merged = Embedder.load(tmp_path / "merged", device="cpu").encode(["hello"])
+    a, b = (Embedder.load(folder, device="cpu").encode(["hello"]) for folder in (tiny_embedder_dir, other))
+    assert merged.shape == (1, 64) and not np.allclose(merged, a) and not np.allclose(merged, b)
+
+    def error_of(*argv: str) -> str:
+        capsys.readouterr()
+        assert main(list(argv)) == 2
+        (line,) = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        return line
+
+    assert "give --config or the flags (--method), not both" in error_of("merge", "--config", str(config), "--method", "linear")
+    assert "flags: checkpoints, output: required" in error_of("merge", "--method", "linear")
+    stage3 = tmp_path / "stage3.yaml"
+    stage3.write_text(yaml.safe_dump({"stage": 3, "checkpoints": [str(tiny_embedder_dir), str(other)], "output": str(tmp_path / "m3")}))
+    line = error_of("train", "--config", str(stage3))
+    assert line == (f"embedforge train: error: {stage3}: stage: 3 is the merge, not training: "
+                    f"run it with `embedforge merge --config {stage3}` (without the stage key)")
+    assert f"{stage3}: stage: Extra inputs are not permitted" in error_of("merge", "--config", str(stage3))

@@ -58,7 +58,8 @@ def test_run_report_compares_models_and_shows_the_reranker_as_its_own_row(tmp_pa
 
     results = {
         "base": {"scifact-dev": {"main_score": 0.61}},
-        "merged": {"scifact-dev": {"main_score": 0.66}, "scifact-dev+reranker": {"main_score": 0.7}},
+        "merged": {"scifact-dev": {"main_score": 0.66}},
+        "merged+reranker": {"scifact-dev": {"main_score": 0.7}},
     }
     summaries = {
         "stage1": {"trained": False, "reason": "no training rows", "rows": {"synthetic": 0}, "output": "/m/base"},
@@ -73,15 +74,70 @@ def test_run_report_compares_models_and_shows_the_reranker_as_its_own_row(tmp_pa
 
 def test_merge_names_its_ingredients_or_takes_stage2_checkpoints():
     from embedforge.config import ConfigError, parse_config
+    from embedforge.merge import MergeConfig
     from embedforge.pipeline.config import PipelineConfig
 
     stage2 = {"stage": 2, "model": {"kind": "embedder", "base": "all-MiniLM-L6-v2"}, "data": {"datasets": [{"name": "a", "path": "x.jsonl"}]},
               "optim": {"steps": 4}, "run": {"merge_steps": [2, 4]}}
     default = parse_config({"run_dir": "r", "stage2": stage2}, PipelineConfig, "p.yaml")
-    assert default.merge.models is None
-    named = parse_config({"run_dir": "r", "stage2": {**stage2, "run": {}}, "merge": {"models": ["@stage2", "all-MiniLM-L6-v2"], "weights": [0.8, 0.2]}}, PipelineConfig, "p.yaml")
-    assert named.merge.models == ["@stage2", "all-MiniLM-L6-v2"]
-    with pytest.raises(ConfigError, match="one weight per merge.models entry"):
-        parse_config({"run_dir": "r", "stage2": stage2, "merge": {"models": ["@stage2", "@stage1"], "weights": [1.0]}}, PipelineConfig, "p.yaml")
+    assert isinstance(default.merge, MergeConfig) and default.merge.checkpoints is None and default.merge.output is None
+    named = parse_config({"run_dir": "r", "stage2": {**stage2, "run": {}}, "merge": {"checkpoints": ["@stage2", "all-MiniLM-L6-v2"], "weights": [0.8, 0.2]}}, PipelineConfig, "p.yaml")
+    assert named.merge.checkpoints == ["@stage2", "all-MiniLM-L6-v2"]
+    with pytest.raises(ConfigError, match=r"merge: .*got 1 weights for 2 checkpoints"):
+        parse_config({"run_dir": "r", "stage2": stage2, "merge": {"checkpoints": ["@stage2", "@stage1"], "weights": [1.0]}}, PipelineConfig, "p.yaml")
+    with pytest.raises(ConfigError, match="one weight per stage2.run.merge_steps entry"):
+        parse_config({"run_dir": "r", "stage2": stage2, "merge": {"weights": [1.0]}}, PipelineConfig, "p.yaml")
     with pytest.raises(ConfigError, match="merge_steps must name at least two steps"):
         parse_config({"run_dir": "r", "stage2": {**stage2, "run": {}}}, PipelineConfig, "p.yaml")
+
+
+def test_stage_functions_take_section_folder_upstream_and_never_import_the_runner():
+    """``actions`` is imported by ``run``, never the other way round: no import cycle."""
+    import ast
+    import inspect
+
+    from embedforge.pipeline import actions
+
+    tree = ast.parse(inspect.getsource(actions))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not any(name.startswith("embedforge.pipeline.run") for name in imported), imported
+    for name in ("weak", "synthesize", "filter", "mine", "train", "merge", "evaluate"):
+        assert list(inspect.signature(getattr(actions, name)).parameters) == ["section", "folder", "upstream"], name
+
+
+def test_evaluation_compares_the_models_that_trained_and_the_merge(tmp_path):
+    from embedforge.pipeline.actions import models_to_compare
+    from embedforge.pipeline.stages import StageResult
+
+    def result(name: str, **summary) -> StageResult:
+        return StageResult(name, "k", tmp_path / name, summary, skipped=False)
+
+    upstream = {
+        "stage1": result("stage1", output="/m/base", base="/m/base", trained=False),
+        "stage2": result("stage2", output="/m/s2", base="/m/base", trained=True),
+        "stage2_from_base": result("stage2_from_base", output="/m/s2b", base="/m/base", trained=True),
+        "merge": result("merge", output="/m/merged"),
+    }
+    assert models_to_compare(upstream) == {"base": "/m/base", "stage2": "/m/s2", "stage2_from_base": "/m/s2b", "merged": "/m/merged"}
+
+
+def test_pipeline_merge_takes_stage2_checkpoints_into_its_own_folder(tmp_path, tiny_embedder_dir):
+    """Without ``checkpoints`` and ``output``, the merge takes stage 2's kept checkpoints, oldest first, into ``model/``."""
+    import numpy as np
+
+    from embedforge.merge import MergeConfig
+    from embedforge.models.embedder import Embedder
+    from embedforge.models.qwen3 import build_embedder
+    from embedforge.pipeline.actions import merge
+    from embedforge.pipeline.stages import StageResult
+
+    other = build_embedder("tiny", max_length=64, seed=1).save(tmp_path / "other")
+    kept = {"10": str(other), "4": str(tiny_embedder_dir)}
+    stage2 = StageResult("stage2", "k", tmp_path, {"merge_candidates": kept}, skipped=False)
+    folder = tmp_path / "merge-key"
+    folder.mkdir()
+    summary = merge(MergeConfig(weights=[1.0, 0.0]), folder, {"stage2": stage2})
+    assert summary == {"output": str(folder / "model"), "checkpoints": [str(tiny_embedder_dir), str(other)], "weights": [1.0, 0.0], "method": "slerp"}
+    merged, first = (Embedder.load(path, device="cpu").encode(["hello"]) for path in (folder / "model", tiny_embedder_dir))
+    np.testing.assert_allclose(merged, first, atol=1e-6)

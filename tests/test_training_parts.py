@@ -66,8 +66,8 @@ def test_bad_configs_name_the_field():
         parse_stage_config(base_config(strategy={"name": "deepspeed", "grad_cache_chunk_size": 2}))
     with pytest.raises(ConfigError, match="merge_steps"):
         parse_stage_config(base_config(run={"name": "r", "merge_steps": [9]}))
-    with pytest.raises(ConfigError, match="weights"):
-        parse_stage_config({"stage": 3, "checkpoints": ["a", "b"], "weights": [1.0], "output": "o"})
+    with pytest.raises(ConfigError, match=r"stage: 3 is the merge, not training: run it with `embedforge merge --config"):
+        parse_stage_config({"stage": 3, "checkpoints": ["a", "b"], "output": "o"})
 
 
 def test_read_pair_rows_counts_skips_and_names_bad_lines(tmp_path):
@@ -170,27 +170,6 @@ def test_grad_cache_matches_the_plain_step_for_loss_and_every_gradient(tiny_embe
     for name, grad in plain_grads.items():
         scale = float(grad.abs().max())
         torch.testing.assert_close(cached_grads[name], grad, rtol=1e-4, atol=1e-5 * scale, msg=lambda m, name=name: f"{name}: {m}")
-
-
-def test_train_command_runs_the_merge_stage(tmp_path, tiny_embedder_dir):
-    """``embedforge train`` with ``stage: 3`` slerps two checkpoints into a loadable model."""
-    import yaml
-
-    from embedforge.cli import build_parser, main
-    from embedforge.models.embedder import Embedder
-    from embedforge.models.qwen3 import build_embedder
-
-    assert "train" in build_parser().format_help()
-    other = build_embedder("tiny", max_length=64, seed=1).save(tmp_path / "other")
-    config = tmp_path / "merge.yaml"
-    config.write_text(yaml.safe_dump({"stage": 3, "checkpoints": [str(tiny_embedder_dir), str(other)], "output": str(tmp_path / "merged")}))
-    assert main(["train", "--config", str(config)]) == 0
-    merged = Embedder.load(tmp_path / "merged", device="cpu").encode(["hello"])
-    a, b = (Embedder.load(folder, device="cpu").encode(["hello"]) for folder in (tiny_embedder_dir, other))
-    assert merged.shape == (1, 64) and not np.allclose(merged, a) and not np.allclose(merged, b)
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("stage: 2\nmodel: {kind: embedder}\n")
-    assert main(["train", "--config", str(bad)]) == 2
 
 
 def test_lora_training_module_exports_merged_weights(tmp_path, tiny_embedder_dir):

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from embedforge.config import load_config
-from embedforge.eval.runner import EvaluationSettings
+from embedforge.eval.settings import EvaluationSettings
+from embedforge.merge import MergeConfig
 from embedforge.pipeline.config import PipelineConfig
 from embedforge.synthesis.filter import FilterConfig
 from embedforge.synthesis.synthesize import SynthesizeConfig
@@ -24,6 +25,7 @@ LOADERS = {
     "mine": lambda path: load_config(path, MineConfig),
     "weak": lambda path: load_config(path, WeakConfig),
     "train": load_stage_config,
+    "merge": lambda path: load_config(path, MergeConfig),
     "run": lambda path: load_config(path, PipelineConfig),
     "evaluate": lambda path: load_config(path, EvaluationSettings),
 }

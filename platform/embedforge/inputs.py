@@ -1,9 +1,9 @@
 """Checks of a config's inputs that run before any model loads or Ray starts.
 
 A config names input files and folders (``DataPath`` fields) and models (a training
-``model.base``, a teacher's ``model``). :func:`input_problems` walks a config and returns
-one line per input that does not exist, so a command can refuse in a second instead of
-after starting Ray. Output fields and ``@stage`` references (made during a pipeline run)
+``model.base``, a teacher's ``model``, a merge's ``checkpoints``). :func:`input_problems`
+walks a config and returns one line per input that does not exist, so a command can refuse
+in a second instead of after starting Ray. Output fields and ``@stage`` references (made during a pipeline run)
 are not inputs and are skipped.
 """
 
@@ -32,7 +32,8 @@ def model_problem(reference: str) -> str | None:
 
 
 def _model_fields(config: BaseModel) -> tuple[str, ...]:
-    """The fields of ``config`` that name a model to load."""
+    """The fields of ``config`` that name a model (or a list of models) to load."""
+    from embedforge.merge import MergeConfig
     from embedforge.synthesis.teacher import TeacherConfig
     from embedforge.training.config import ModelSection
 
@@ -40,6 +41,8 @@ def _model_fields(config: BaseModel) -> tuple[str, ...]:
         return ("base",)
     if isinstance(config, TeacherConfig):
         return ("model",)
+    if isinstance(config, MergeConfig):
+        return ("checkpoints",)
     return ()
 
 
@@ -56,12 +59,18 @@ def input_problems(config: BaseModel, prefix: str = "") -> list[str]:
         where = f"{prefix}{name}"
         if name in OUTPUT_FIELDS or value is None:
             continue
-        if name in model_fields and isinstance(value, str):
-            problem = None if is_reference(value) else model_problem(value)
-            problems += [f"{where}: {problem}"] if problem else []
+        if name in model_fields:
+            problems += _model_problems(value, where)
         else:
             problems += _value_problems(value, where)
     return problems
+
+
+def _model_problems(value: Any, where: str) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        return [problem for index, item in enumerate(value) for problem in _model_problems(item, f"{where}.{index}")]
+    problem = None if is_reference(value) else model_problem(str(value))
+    return [f"{where}: {problem}"] if problem else []
 
 
 def _value_problems(value: Any, where: str) -> list[str]:

@@ -2,6 +2,8 @@
 
 The tensor functions are pure and work on state dicts; :func:`merge_checkpoints` adds the
 folder I/O, so a merged folder loads exactly like the checkpoints it came from.
+:class:`MergeConfig` and :func:`run_merge` are the stage: ``embedforge merge`` (flags or
+``--config``) and the pipeline's ``merge`` section both run it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from pathlib import Path
 from typing import Literal, Mapping, Sequence
 
 import torch
+from pydantic import Field, model_validator
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from embedforge.config import ConfigError, ConfigModel, DataPath
 
 StateDict = Mapping[str, Tensor]
 MergeMethod = Literal["slerp", "linear"]
@@ -279,3 +284,60 @@ def _copy_non_weight_files(source: Path, target: Path) -> None:
             shutil.copytree(entry, target / entry.name)
         else:
             shutil.copy2(entry, target / entry.name)
+
+
+class MergeConfig(ConfigModel):
+    """``embedforge merge``: slerp (or linear) merge of model checkpoints into one loadable model.
+
+    The same config is a pipeline's ``merge`` section, where ``checkpoints`` may name stage
+    references and both ``checkpoints`` and ``output`` may be left out.
+    """
+
+    checkpoints: list[str] | None = Field(None, min_length=2)
+    """Model folders or packaged model names, in merge order (slerp is not associative), e.g.
+    ``runs/NAME/merge_candidates/step_000100``. In a pipeline also stage references
+    (``"@stage2"``, ``"@stage2_from_base"``, as LM-Cocktail merges models of different starts),
+    and ``None`` merges the checkpoints stage 2 kept at ``run.merge_steps``, oldest first.
+    Required by ``embedforge merge``."""
+    weights: list[float] | None = None
+    """One weight per checkpoint, >= 0 and not all zero, normalised to sum to 1; ``None`` weighs them equally."""
+    method: MergeMethod = "slerp"
+    """``slerp`` keeps the weights' norms (see :func:`slerp`); ``linear`` is the weighted average."""
+    output: DataPath | None = None
+    """Folder for the merged model, missing or empty unless ``overwrite``. Required by
+    ``embedforge merge``; in a pipeline the default is ``model/`` in the stage's own folder."""
+    overwrite: bool = False
+    """Replace a non-empty ``output`` folder (only once the merge has succeeded)."""
+
+    @model_validator(mode="after")
+    def _one_weight_per_checkpoint(self) -> "MergeConfig":
+        if self.weights is not None:
+            if self.checkpoints is not None and len(self.weights) != len(self.checkpoints):
+                raise ValueError(f"got {len(self.weights)} weights for {len(self.checkpoints)} checkpoints; give one weight per checkpoint")
+            if any(not math.isfinite(w) or w < 0 for w in self.weights) or sum(self.weights) <= 0:
+                raise ValueError(f"weights must be finite, >= 0 and not all zero, got {self.weights}")
+        return self
+
+
+def run_merge(config: MergeConfig) -> Path:
+    """Merge ``config.checkpoints`` into ``config.output`` and return the output folder.
+
+    Every checkpoint (a folder or packaged model name) and the output are checked before any
+    weights load; the merged model is written beside ``output`` and renamed into place, so a
+    failure leaves no half-written folder and an old output as it was.
+    """
+    from embedforge.models.folders import require_model_folder
+    from embedforge.models.registry import resolve_model
+    from embedforge.outputs import check_output_folder, replacing_folder
+
+    if config.checkpoints is None or config.output is None:
+        missing = [name for name in ("checkpoints", "output") if getattr(config, name) is None]
+        raise ConfigError(f"{', '.join(missing)}: required to merge (checkpoints: two or more model folders; output: a folder)")
+    checkpoints = [require_model_folder(resolve_model(reference)) for reference in config.checkpoints]
+    output = Path(config.output)
+    if any(output.resolve() == folder.resolve() for folder in checkpoints):
+        raise ValueError(f"{output}: is one of the checkpoints; merge into another folder")
+    check_output_folder(output, overwrite=config.overwrite)
+    with replacing_folder(output) as staging:
+        merge_checkpoints(checkpoints, staging, weights=config.weights, method=config.method)
+    return output

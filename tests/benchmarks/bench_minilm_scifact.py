@@ -68,7 +68,8 @@ def scores(folder: Path, data, reranker: Path | None = None) -> dict[str, float]
     """nDCG@10 on the dev subset (dense, and reranked when a reranker is given) and STSb-dev Spearman."""
     from embedforge.eval.metrics import retrieval_scores
     from embedforge.eval.retrieval import search
-    from embedforge.eval.runner import EvaluationSettings, run_evaluation
+    from embedforge.eval.runner import run_evaluation
+    from embedforge.eval.settings import EvaluationSettings
 
     corpus, queries, qrels = data
     model = load_embedder(folder)
@@ -84,8 +85,8 @@ def scores(folder: Path, data, reranker: Path | None = None) -> dict[str, float]
             values = judge.score(queries[query_id], [corpus[doc_id].full_text for doc_id in top], batch_size=32, logits=True)
             reranked[query_id] = {doc_id: float(value) for doc_id, value in zip(top, values)}
         out["reranked_ndcg_at_10"] = retrieval_scores(reranked, qrels)["ndcg_at_10"]
-    sts = run_evaluation(folder, Path("/tmp/bench-minilm-scifact-sts") / folder.name, EvaluationSettings(tasks=["stsb-dev"], batch_size=64), device="cpu")
-    out["stsb_spearman"] = sts["stsb-dev"]["main_score"]
+    sts = run_evaluation(folder, Path("/tmp/bench-minilm-scifact-sts") / folder.name, EvaluationSettings(tasks=["stsb-dev"], batch_size=64), device="cpu", label="sts")
+    out["stsb_spearman"] = sts["sts"]["stsb-dev"]["main_score"]
     return out
 
 
@@ -116,7 +117,7 @@ def main() -> None:
         models.append(("embedforge stage 2 from the base (no stage 1)", stage_output("stage2_from_base"), None))
     models.append((f"embedforge stage 2 from {'stage 1' if config.stage1 else 'the base'}", RUN_DIR / "stage2", None))
     merge = stage_summary("merge")["summary"]
-    models.append((f"embedforge final: {merge['method']} merge of {', '.join(config.merge.models or ['stage-2 checkpoints'])} (`runs/minilm-scifact/final`)", RUN_DIR / "final", RUN_DIR / "reranker" if config.reranker else None))
+    models.append((f"embedforge final: {merge['method']} merge of {', '.join(config.merge.checkpoints or ['stage-2 checkpoints'])} (`runs/minilm-scifact/final`)", RUN_DIR / "final", RUN_DIR / "reranker" if config.reranker else None))
 
     table, results = [], {}
     base_scores = None

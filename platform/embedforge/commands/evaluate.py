@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from embedforge.config import ConfigError
-    from embedforge.eval.runner import EvaluationSettings, run_evaluation
+    from embedforge.eval.runner import run_evaluation
+    from embedforge.eval.settings import EvaluationSettings
     from embedforge.eval.tasks import TaskLimits, check_task_names
     from embedforge.models.folders import require_kind
     from embedforge.models.registry import resolve_model
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError("\n".join(problems))
     check_writable(args.output)
-    results = run_evaluation(args.model, args.output, settings, reranker=args.reranker, device=args.device, show_progress=True)
+    runs = run_evaluation(args.model, args.output, settings, reranker=args.reranker, device=args.device, show_progress=True)
+    entries = sum(len(by_task) for by_task in runs.values())
     print((args.output / "results.md").read_text())
-    print(f"wrote {args.output / 'results.json'} ({len(results)} task entries) and {args.output / 'main_scores.png'}")
+    print(f"wrote {args.output / 'results.json'} ({entries} task entries) and {args.output / 'main_scores.png'}")
     return 0

@@ -1,29 +1,26 @@
-"""``embedforge train --config C``: stage 1 or 2 training of an embedder or reranker, or the stage 3 merge."""
+"""``embedforge train --config C``: stage 1 or 2 training of an embedder or reranker on Ray Train."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-HELP = "Run a training stage from a YAML config (stage 1/2: Ray Train; stage 3: merge)."
+HELP = "Train an embedder (stage 1 or 2) or a reranker (stage 2) on Ray Train from a YAML config."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, required=True, help="stage config, e.g. jobs/configs/embedder_tiny.yaml")
+    parser.add_argument("--config", type=Path, required=True, help="training config, e.g. jobs/configs/embedder_tiny.yaml")
 
 
 def run(args: argparse.Namespace) -> int:
     from embedforge.config import ConfigError
     from embedforge.inputs import input_problems
-    from embedforge.training import MergeConfig, load_stage_config, run_merge, run_training
+    from embedforge.training import load_stage_config, run_training
 
     config = load_stage_config(args.config)
     problems = input_problems(config)
     if problems:
         raise ConfigError("\n".join(f"{args.config}: {problem}" for problem in problems))
-    if isinstance(config, MergeConfig):
-        print(f"merged {len(config.checkpoints)} checkpoints ({config.method}) into {run_merge(config)}")
-        return 0
     result = run_training(config)
     last = result.metrics[-1] if result.metrics else {}
     print(f"trained {config.model.kind} (stage {config.stage}) for {last.get('step', '?')} steps, final loss {last.get('loss', float('nan')):.4f}")

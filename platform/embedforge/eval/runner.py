@@ -7,8 +7,10 @@ Writes into the output folder:
 - ``results_by_subset.json``: the same per split and subset (languages, language pairs);
 - ``results.md``: a table of main scores; ``main_scores.png``: the same as a chart.
 
-The pipeline calls :func:`run_evaluation` with the ``EvaluationSettings`` of its config;
-``embedforge evaluate`` builds the settings from its flags.
+:func:`run_evaluation` returns the scores by run: the model's label, and with a reranker
+``"<label>+reranker"`` as a run of its own, so reports compare them side by side. The
+pipeline calls it with the ``EvaluationSettings`` of its config; ``embedforge evaluate``
+builds the settings from its flags.
 """
 
 from __future__ import annotations
@@ -16,39 +18,17 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Mapping
 
-from pydantic import Field
-
-from embedforge.config import ConfigModel
 from embedforge.eval.report import main_score_table, plot_main_scores, write_json
 from embedforge.eval.results import Metrics, mean_metrics, subset_metrics
-from embedforge.eval.tasks import TaskLimits, build_task
+from embedforge.eval.settings import EvaluationSettings
+from embedforge.eval.tasks import build_task
 
 logger = logging.getLogger(__name__)
 
 RERANKED_SUFFIX = "+reranker"
 RERANKABLE_TYPES = {"Retrieval"}
-
-
-class EvaluationSettings(ConfigModel):
-    """What to evaluate and how much of it."""
-
-    tasks: list[str] = Field(default_factory=lambda: ["scifact-dev"], min_length=1)
-    """Offline task names (scifact-dev, cranfield, stsb-dev, stsb-multi-mt-dev, banking77, xquad, xquad-crosslingual) or mteb task names."""
-    limits: TaskLimits = Field(default_factory=TaskLimits)
-    """Size limits for offline tasks (quick runs)."""
-    batch_size: int = Field(32, ge=1)
-    """Texts per embedder forward pass."""
-    rerank_top_k: int = Field(100, ge=1)
-    """Dense candidates per query handed to the reranker."""
-    rerank_batch_size: int = Field(16, ge=1)
-    use_instructions: bool | Literal["auto"] = "auto"
-    """Task instructions on queries (and both sides of symmetric tasks); auto: if the model has a default instruction."""
-    instructions: dict[str, str] = Field(default_factory=dict)
-    """Per-task instruction overrides, by task name."""
-    dimensions: int | None = None
-    """Matryoshka output size; ``None`` evaluates full-size embeddings."""
 
 
 def run_evaluation(
@@ -60,9 +40,11 @@ def run_evaluation(
     device: str | None = None,
     label: str | None = None,
     show_progress: bool = False,
-) -> dict[str, Metrics]:
-    """Evaluate ``model`` (a folder or packaged model name) and write the report; returns ``results.json``'s dict.
+) -> dict[str, dict[str, Metrics]]:
+    """Evaluate ``model`` (a folder or packaged model name) and write the report files.
 
+    Returns ``{run: {task: metrics}}``: the run ``label`` (default: the model folder's name),
+    and with ``reranker`` also ``"<label>+reranker"`` for the retrieval tasks.
     ``show_progress`` prints a line per step and an encoding progress bar to stderr.
     """
     import mteb
@@ -105,7 +87,8 @@ def run_evaluation(
         if skipped:
             logger.info("reranker: not applicable to %s (not retrieval tasks)", ", ".join(skipped))
         runs[f"{name}{RERANKED_SUFFIX}"] = evaluate_with(mteb, search, rerankable, settings.batch_size)
-    return write_report(runs, output_dir, {task.metadata.name: task.metadata.main_score for task in tasks})
+    write_report(runs, output_dir, {task.metadata.name: task.metadata.main_score for task in tasks})
+    return {run: {task: metrics for task, (metrics, _) in by_task.items()} for run, by_task in runs.items()}
 
 
 def evaluate_with(mteb_module, model, tasks: list, batch_size: int) -> dict[str, tuple[Metrics, dict[str, Metrics]]]:

@@ -1,7 +1,9 @@
-"""What each pipeline stage does, given its resolved config and its folder.
+"""What each pipeline stage does: one plain function per stage, named after it.
 
-Every action returns a JSON-able summary whose ``output`` is the path later stages read
-through ``@<stage>`` references.
+Each takes ``(section, folder, upstream)``: the stage's config with its references resolved,
+the stage's own folder, and the results of the earlier stages it reads, by stage name. Each
+returns a JSON-able summary whose ``output`` is the path later stages read through
+``@<stage>`` references. ``serve`` runs at the end and keeps no folder.
 """
 
 from __future__ import annotations
@@ -10,46 +12,49 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from embedforge.pipeline.stages import StageResult
 
 if TYPE_CHECKING:
-    from embedforge.eval.runner import EvaluationSettings
-    from embedforge.pipeline.config import MergeSection, ServeSection
-    from embedforge.pipeline.run import Pipeline
+    from embedforge.eval.settings import EvaluationSettings
+    from embedforge.merge import MergeConfig
+    from embedforge.pipeline.config import ServeSection
     from embedforge.synthesis.filter import FilterConfig
-    from embedforge.synthesis.synthesize import SynthesizeConfig
     from embedforge.synthesis.mine import MineConfig
+    from embedforge.synthesis.synthesize import SynthesizeConfig
     from embedforge.synthesis.weak import WeakConfig
     from embedforge.training.config import TrainConfig
 
+Upstream = Mapping[str, StageResult]
+"""The results of the earlier stages a stage reads, by stage name."""
 
-def weak(config: "WeakConfig", folder: Path) -> dict:
+
+def weak(section: "WeakConfig", folder: Path, upstream: Upstream) -> dict:
     from embedforge.synthesis.weak import run_weak
 
-    return {"output": str(config.output_dir), "stats": run_weak(config)}
+    return {"output": str(section.output_dir), "stats": run_weak(section)}
 
 
-def synthesize(config: "SynthesizeConfig", folder: Path) -> dict:
+def synthesize(section: "SynthesizeConfig", folder: Path, upstream: Upstream) -> dict:
     from embedforge.synthesis.synthesize import run_synthesize
 
-    return {"output": str(config.output_dir), "stats": run_synthesize(config)}
+    return {"output": str(section.output_dir), "stats": run_synthesize(section)}
 
 
-def filter_pairs(config: "FilterConfig", folder: Path) -> dict:
+def filter(section: "FilterConfig", folder: Path, upstream: Upstream) -> dict:
     from embedforge.synthesis.filter import run_filter
 
-    return {"output": str(config.output_dir), "stats": run_filter(config)}
+    return {"output": str(section.output_dir), "stats": run_filter(section)}
 
 
-def mine(config: "MineConfig", folder: Path) -> dict:
+def mine(section: "MineConfig", folder: Path, upstream: Upstream) -> dict:
     from embedforge.synthesis.mine import run_mine
 
-    return {"output": str(config.output_dir), "stats": run_mine(config)}
+    return {"output": str(section.output_dir), "stats": run_mine(section)}
 
 
-def train(config: "TrainConfig", folder: Path) -> dict:
+def train(section: "TrainConfig", folder: Path, upstream: Upstream) -> dict:
     """Train on the datasets that hold rows; with none, pass the base model on and say why.
 
     An upstream stage can legitimately produce no pairs (a generator whose every output was
@@ -59,16 +64,17 @@ def train(config: "TrainConfig", folder: Path) -> dict:
     from embedforge.training import run_training
     from embedforge.training.pairs import read_pair_rows
 
-    rows = {spec.name: len(read_pair_rows(spec.path, num_negatives=config.data.num_negatives).rows) for spec in config.data.datasets}
+    base = str(resolve_model(section.model.base))
+    rows = {spec.name: len(read_pair_rows(spec.path, num_negatives=section.data.num_negatives).rows) for spec in section.data.datasets}
     empty = [name for name, count in rows.items() if count == 0]
     if len(empty) == len(rows):
-        return {"output": str(resolve_model(config.model.base)), "trained": False, "rows": rows,
+        return {"output": base, "base": base, "trained": False, "rows": rows,
                 "reason": "no training rows (every synthetic pair was rejected or filtered out)"}
-    datasets = [spec for spec in config.data.datasets if rows[spec.name] > 0]
-    config = config.model_copy(update={"data": config.data.model_copy(update={"datasets": datasets})})
-    result = run_training(config)
+    datasets = [spec for spec in section.data.datasets if rows[spec.name] > 0]
+    result = run_training(section.model_copy(update={"data": section.data.model_copy(update={"datasets": datasets})}))
     return {
         "output": str(result.final_model),
+        "base": base,
         "trained": True,
         "rows": rows,
         "empty_datasets_left_out": empty,
@@ -79,68 +85,73 @@ def train(config: "TrainConfig", folder: Path) -> dict:
     }
 
 
-def merge_from(stage2: StageResult) -> Callable[["MergeSection", Path], dict]:
-    """Stage 3 over ``section.models`` (references already resolved), else the checkpoints stage 2 kept."""
+def merge(section: "MergeConfig", folder: Path, upstream: Upstream) -> dict:
+    """Stage 3 over ``section.checkpoints`` (references resolved), else the checkpoints stage 2 kept.
 
-    def merge(section: "MergeSection", folder: Path) -> dict:
-        from embedforge.models.registry import resolve_model
-        from embedforge.training import MergeConfig, run_merge
-
-        if section.models is not None:
-            candidates = [str(resolve_model(model)) for model in section.models]
-        else:
-            candidates = [path for _, path in sorted(stage2.summary["merge_candidates"].items(), key=lambda item: int(item[0]))]
-        config = MergeConfig(stage=3, checkpoints=candidates, weights=section.weights, method=section.method, output=folder / "model")
-        return {"output": str(run_merge(config)), "checkpoints": candidates, "weights": section.weights, "method": section.method}
-
-    return merge
-
-
-def models_to_compare(pipeline: "Pipeline") -> dict[str, str]:
-    """Base, stage 1 (when it trained), stage 2 (and from the base, when configured) and merged models, by label."""
+    Without an ``output``, the merged model goes to ``model/`` in the stage's folder, which a
+    re-run after a crash may replace.
+    """
+    from embedforge.merge import run_merge
     from embedforge.models.registry import resolve_model
 
-    first = pipeline.config.stage1 or pipeline.config.stage2
-    models = {"base": str(resolve_model(first.model.base))}
-    if pipeline.results.get("stage1") and pipeline.results["stage1"].summary.get("trained"):
-        models["stage1"] = pipeline.output("stage1")
-    models["stage2"] = pipeline.output("stage2")
-    if pipeline.results.get("stage2_from_base") and pipeline.results["stage2_from_base"].summary.get("trained"):
-        models["stage2_from_base"] = pipeline.output("stage2_from_base")
-    models["merged"] = pipeline.output("merge")
+    if section.checkpoints is None:
+        kept = upstream["stage2"].summary["merge_candidates"]
+        checkpoints = [path for _, path in sorted(kept.items(), key=lambda item: int(item[0]))]
+    else:
+        checkpoints = [str(resolve_model(reference)) for reference in section.checkpoints]
+    own_folder = {"output": folder / "model", "overwrite": True} if section.output is None else {}
+    output = run_merge(section.model_copy(update={"checkpoints": checkpoints, **own_folder}))
+    return {"output": str(output), "checkpoints": checkpoints, "weights": section.weights, "method": section.method}
+
+
+def output_of(upstream: Upstream, name: str) -> str | None:
+    """The ``output`` of stage ``name``, or ``None`` when it is not configured."""
+    return str(upstream[name].summary["output"]) if name in upstream else None
+
+
+def models_to_compare(upstream: Upstream) -> dict[str, str]:
+    """Base, stage 1 (when it trained), stage 2 (and from the base, when it trained) and merged models, by label."""
+
+    def trained(name: str) -> bool:
+        return name in upstream and bool(upstream[name].summary.get("trained"))
+
+    first = upstream.get("stage1") or upstream["stage2"]
+    models = {"base": str(first.summary["base"])}
+    if trained("stage1"):
+        models["stage1"] = output_of(upstream, "stage1")
+    models["stage2"] = output_of(upstream, "stage2")
+    if trained("stage2_from_base"):
+        models["stage2_from_base"] = output_of(upstream, "stage2_from_base")
+    models["merged"] = output_of(upstream, "merge")
     return models
 
 
-def evaluate_models(models: dict[str, str], reranker: str | None) -> Callable[["EvaluationSettings", Path], dict]:
-    """Evaluate each model on the offline tasks; the reranker reranks the merged model's top hits."""
+def evaluate(section: "EvaluationSettings", folder: Path, upstream: Upstream) -> dict:
+    """Evaluate each model on the offline tasks; the reranker reranks the merged model's top hits.
 
-    def evaluate(settings: "EvaluationSettings", folder: Path) -> dict:
-        from embedforge.eval.runner import run_evaluation
+    ``results`` holds one run per label; the reranked run is ``merged+reranker``, beside ``merged``.
+    """
+    from embedforge.eval.runner import run_evaluation
 
-        results = {}
-        for label, path in models.items():
-            with_reranker = reranker if label == "merged" else None
-            results[label] = run_evaluation(path, folder / label, settings, reranker=with_reranker, label=label)
-        (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        return {"output": str(folder), "models": models, "reranker": reranker, "results": results}
-
-    return evaluate
-
-
-def write_run_report(pipeline: "Pipeline") -> Path:
-    from embedforge.pipeline.report import write_report
-
-    return write_report({name: result.summary for name, result in pipeline.results.items()}, pipeline.run_dir)
+    models = models_to_compare(upstream)
+    reranker = output_of(upstream, "reranker")
+    results = {}
+    for label, path in models.items():
+        with_reranker = reranker if label == "merged" else None
+        results.update(run_evaluation(path, folder / label, section, reranker=with_reranker, label=label))
+    (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return {"output": str(folder), "models": models, "reranker": reranker, "results": results}
 
 
-def serve(section: "ServeSection", *, embedder: str, reranker: str | None, log: Callable[[str], None] = print) -> dict:
-    """Serve the models, answer one sample request, and stop unless asked to stay up."""
+def serve(section: "ServeSection", upstream: Upstream, log: Callable[[str], None] = print) -> dict:
+    """Serve the merged model (and the reranker), answer one sample request, and stop unless asked to stay up."""
     import httpx
 
     from embedforge.serving.app import start_local, stop_local
     from embedforge.serving.settings import ServeSettings
 
-    url = start_local(ServeSettings(embedder=embedder, reranker=reranker), host=section.host, port=section.port)
+    reranker = output_of(upstream, "reranker")
+    url = start_local(ServeSettings(embedder=output_of(upstream, "merge"), reranker=reranker), host=section.host, port=section.port)
     try:
         models = httpx.get(f"{url}/v1/models", timeout=60).raise_for_status().json()["data"]
         embedder_name = next(card["id"] for card in models if card["kind"] == "embedder")

@@ -71,7 +71,7 @@ def reference_problems(config: BaseModel) -> list[str]:
 
 def check_pipeline(config: BaseModel) -> list[str]:
     """Every problem of a pipeline config that can be found without running a stage, one line each."""
-    from embedforge.eval.runner import EvaluationSettings
+    from embedforge.eval.settings import EvaluationSettings
     from embedforge.eval.tasks import check_task_names
     from embedforge.inputs import input_problems
     from embedforge.outputs import check_writable

@@ -1,20 +1,23 @@
 """The pipeline config: one YAML from corpus to served models.
 
 Each section is the config of one stage, exactly as its own command takes it
-(``embedforge synthesize``, ``filter``, ``mine``, ``train``, ``evaluate``, ``serve``), with
-stage references (``embedforge.pipeline.references``) in place of paths between stages.
+(``embedforge synthesize``, ``filter``, ``mine``, ``train``, ``merge``, ``evaluate``,
+``serve``), with stage references (``embedforge.pipeline.references``) in place of paths
+between stages.
 Folders the pipeline owns (``output_dir``, a training run's ``storage_path`` and ``name``)
-default to ``@out``, the stage's own folder under ``run_dir``.
+default to ``@out``, the stage's own folder under ``run_dir``; the merged model goes to
+``model/`` inside the merge stage's folder.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, model_validator
 
 from embedforge.config import ConfigModel, DataPath
-from embedforge.eval.runner import EvaluationSettings
+from embedforge.eval.settings import EvaluationSettings
+from embedforge.merge import MergeConfig
 from embedforge.pipeline.references import OWN_FOLDER
 from embedforge.synthesis.filter import FilterConfig
 from embedforge.synthesis.synthesize import SynthesizeConfig
@@ -24,23 +27,6 @@ from embedforge.training.config import TrainConfig
 
 DATA_STAGES = ("weak", "synthesize", "filter", "mine_synthetic", "mine_labelled")
 TRAIN_STAGES = ("stage1", "stage2", "stage2_from_base", "reranker")
-
-
-class MergeSection(ConfigModel):
-    """Stage 3: merge checkpoints into the final model.
-
-    By default the checkpoints stage 2 kept at ``run.merge_steps``. ``models`` names other
-    ingredients instead: models from different stages or data (``"@stage2"``, ``"@stage1"``),
-    or the base model (a folder or packaged name), as LM-Cocktail merges a fine-tuned model
-    with its base.
-    """
-
-    method: Literal["slerp", "linear"] = "slerp"
-    models: list[str] | None = Field(None, min_length=2)
-    """Models to merge, in merge order (stage references, folders or packaged names);
-    ``None`` merges stage 2's ``run.merge_steps`` checkpoints, oldest first."""
-    weights: list[float] | None = None
-    """One weight per ingredient; ``None`` weighs them equally."""
 
 
 class ServeSection(ConfigModel):
@@ -72,9 +58,11 @@ class PipelineConfig(ConfigModel):
     stage2: TrainConfig
     stage2_from_base: TrainConfig | None = None
     """Stage 2 again, started from the base model rather than from stage 1: a second merge
-    ingredient trained on the same data from another start (``merge.models: ["@stage2",
+    ingredient trained on the same data from another start (``merge.checkpoints: ["@stage2",
     "@stage2_from_base"]``), the diversity that makes a merge beat its ingredients."""
-    merge: MergeSection = MergeSection()
+    merge: MergeConfig = MergeConfig()
+    """Stage 3, as ``embedforge merge --config`` takes it; by default the checkpoints stage 2
+    kept at ``run.merge_steps``, merged into ``model/`` in the stage's folder."""
     reranker: TrainConfig | None = None
     evaluation: EvaluationSettings = EvaluationSettings()
     serve: ServeSection | None = None
@@ -105,11 +93,9 @@ class PipelineConfig(ConfigModel):
             raise ValueError("stage2_from_base must be a stage-2 embedder config")
         if self.reranker is not None and self.reranker.model.kind != "reranker":
             raise ValueError("reranker must be a reranker config")
-        if self.merge.models is None:
+        if self.merge.checkpoints is None:
             if len(self.stage2.run.merge_steps) < 2:
-                raise ValueError("stage2.run.merge_steps must name at least two steps to merge in stage 3 (or set merge.models)")
+                raise ValueError("stage2.run.merge_steps must name at least two steps to merge in stage 3 (or set merge.checkpoints)")
             if self.merge.weights is not None and len(self.merge.weights) != len(self.stage2.run.merge_steps):
                 raise ValueError("merge.weights needs one weight per stage2.run.merge_steps entry")
-        elif self.merge.weights is not None and len(self.merge.weights) != len(self.merge.models):
-            raise ValueError("merge.weights needs one weight per merge.models entry")
         return self

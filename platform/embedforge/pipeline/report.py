@@ -7,19 +7,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from embedforge.eval.report import delta_table, main_score_table, plot_main_scores
-from embedforge.eval.runner import RERANKED_SUFFIX
-
-
-def comparison_runs(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, dict[str, Mapping[str, float]]]:
-    """``{label: {task: metrics}}``, with reranked tasks (``task+reranker``) as a run of their own."""
-    runs: dict[str, dict[str, Mapping[str, float]]] = {}
-    for label, by_task in results.items():
-        for task, metrics in by_task.items():
-            if task.endswith(RERANKED_SUFFIX):
-                runs.setdefault(f"{label}{RERANKED_SUFFIX}", {})[task.removesuffix(RERANKED_SUFFIX)] = metrics
-            else:
-                runs.setdefault(label, {})[task] = metrics
-    return runs
 
 
 def stage_lines(summaries: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -42,7 +29,7 @@ def write_report(summaries: Mapping[str, Mapping[str, Any]], run_dir: Path) -> P
     lines = ["# Run report", "", "## Stages", "", *stage_lines(summaries), ""]
     evaluation = summaries.get("evaluate")
     if evaluation:
-        runs = comparison_runs(evaluation["results"])
+        runs = evaluation["results"]
         lines += ["## Evaluation: main score per task", "", main_score_table(runs), ""]
         if "base" in runs:
             lines += ["## Change against the base model", "", delta_table(runs, "base"), ""]

@@ -8,15 +8,20 @@ crash skips what is complete and continues with the rest. Stages wire together t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from pydantic import BaseModel
 
 from embedforge.config import parse_config
+from embedforge.pipeline import actions
 from embedforge.pipeline.config import TRAIN_STAGES, PipelineConfig
 from embedforge.pipeline.references import find_references, resolve_references
+from embedforge.pipeline.report import write_report
 from embedforge.pipeline.results import link_result
 from embedforge.pipeline.stages import StageResult, run_stage
+
+Action = Callable[[Any, Path, Mapping[str, StageResult]], dict]
+"""A stage function of :mod:`embedforge.pipeline.actions`: ``(section, folder, upstream) -> summary``."""
 
 
 class Pipeline:
@@ -28,24 +33,25 @@ class Pipeline:
         self.results: dict[str, StageResult] = {}
         self.log = log
 
-    def output(self, name: str) -> str | None:
-        result = self.results.get(name)
-        return None if result is None else str(result.summary["output"])
+    def stage(self, name: str, section: BaseModel | None, action: Action, needs: tuple[str, ...] = ()) -> StageResult | None:
+        """Resolve the section's references, then run (or skip) the stage.
 
-    def stage(self, name: str, section: BaseModel | None, action: Callable[[Any, Path], dict], extra_upstream: tuple[str, ...] = ()) -> StageResult | None:
-        """Resolve the section's references, then run (or skip) the stage."""
+        Its upstream, which the stage reads and whose keys its own key hashes, is every stage
+        its section references plus those of ``needs`` that are configured.
+        """
         if section is None:
             self.log(f"[{name}] not configured; skipped")
             return None
         dump = section.model_dump(mode="json")
-        upstream = [self.results[ref] for ref in sorted(find_references(dump) | set(extra_upstream))]
+        names = sorted(find_references(dump) | {need for need in needs if need in self.results})
+        upstream = {ref: self.results[ref] for ref in names}
         outputs = {result.name: str(result.summary["output"]) for result in self.results.values()}
 
         def resolved_action(folder: Path) -> dict:
             resolved = parse_config(resolve_references(dump, outputs, str(folder)), type(section), f"pipeline section {name}")
-            return action(resolved, folder)
+            return action(resolved, folder, upstream)
 
-        result = run_stage(name, self.run_dir, dump, resolved_action, upstream, self.log)
+        result = run_stage(name, self.run_dir, dump, resolved_action, list(upstream.values()), self.log)
         self.results[name] = result
         link = link_result(self.run_dir, name, result.summary["output"]) if "output" in result.summary else None
         if link is not None:
@@ -55,30 +61,23 @@ class Pipeline:
 
 def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> dict[str, StageResult]:
     """Run every configured stage in order; returns the stage results by name."""
-    from embedforge.pipeline import actions
     from embedforge.session import ensure_ray
 
     ensure_ray(config.local_ray_cpus)
     pipeline = Pipeline(config, log)
     pipeline.stage("weak", config.weak, actions.weak)
     pipeline.stage("synthesize", config.synthesize, actions.synthesize)
-    pipeline.stage("filter", config.filter, actions.filter_pairs)
+    pipeline.stage("filter", config.filter, actions.filter)
     pipeline.stage("mine_synthetic", config.mine_synthetic, actions.mine)
     pipeline.stage("mine_labelled", config.mine_labelled, actions.mine)
     pipeline.stage("stage1", config.stage1, actions.train)
     pipeline.stage("stage2", config.stage2, actions.train)
     pipeline.stage("stage2_from_base", config.stage2_from_base, actions.train)
-    pipeline.stage("merge", config.merge, actions.merge_from(pipeline.results["stage2"]), extra_upstream=("stage2",))
+    pipeline.stage("merge", config.merge, actions.merge, needs=("stage2",))
     pipeline.stage("reranker", config.reranker, actions.train)
-    models = actions.models_to_compare(pipeline)
-    pipeline.stage(
-        "evaluate",
-        config.evaluation,
-        actions.evaluate_models(models, reranker=pipeline.output("reranker")),
-        extra_upstream=tuple(name for name in (*TRAIN_STAGES, "merge") if name in pipeline.results),
-    )
-    report = actions.write_run_report(pipeline)
+    pipeline.stage("evaluate", config.evaluation, actions.evaluate, needs=(*TRAIN_STAGES, "merge"))
+    report = write_report({name: result.summary for name, result in pipeline.results.items()}, pipeline.run_dir)
     log(f"run report: {report}")
     if config.serve is not None:
-        actions.serve(config.serve, embedder=pipeline.output("merge"), reranker=pipeline.output("reranker"), log=log)
+        actions.serve(config.serve, {name: pipeline.results[name] for name in ("merge", "reranker") if name in pipeline.results}, log=log)
     return pipeline.results

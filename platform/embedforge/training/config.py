@@ -1,8 +1,9 @@
-"""Typed settings of the training stages (1 and 2) and of the merge stage (3).
+"""Typed settings of the training stages 1 and 2.
 
-One YAML file holds one :class:`TrainConfig` (``stage: 1`` or ``2``) or one
-:class:`MergeConfig` (``stage: 3``); :func:`load_stage_config` picks the class from the
-``stage`` key. Field docstrings are the documentation of every knob.
+One YAML file holds one :class:`TrainConfig` (``stage: 1`` or ``2``), read by
+:func:`load_stage_config`. Stage 3, the merge, has its own config
+(:class:`embedforge.merge.MergeConfig`, run by ``embedforge merge``). Field docstrings are the
+documentation of every knob.
 """
 
 from __future__ import annotations
@@ -159,23 +160,6 @@ class TrainConfig(ConfigModel):
         return self
 
 
-class MergeConfig(ConfigModel):
-    """Stage 3: slerp (or linear) merge of stage-2 checkpoints into the final model."""
-
-    stage: Literal[3]
-    checkpoints: list[DataPath] = Field(min_length=2)
-    """Model folders, e.g. ``runs/NAME/merge_candidates/step_000100``."""
-    weights: list[float] | None = None
-    method: Literal["slerp", "linear"] = "slerp"
-    output: DataPath
-
-    @model_validator(mode="after")
-    def _weights(self) -> "MergeConfig":
-        if self.weights is not None and len(self.weights) != len(self.checkpoints):
-            raise ValueError(f"got {len(self.weights)} weights for {len(self.checkpoints)} checkpoints")
-        return self
-
-
 DEEPSPEED_PRESETS: dict[int, dict[str, Any]] = {
     1: {"stage": 1},
     2: {"stage": 2, "overlap_comm": True, "contiguous_gradients": True, "reduce_scatter": True,
@@ -214,14 +198,16 @@ def deepspeed_config(strategy: StrategySection, optim: OptimSection) -> dict[str
     return deep_merge(config, strategy.deepspeed)
 
 
-def parse_stage_config(data: dict[str, Any], source: str = "<config>") -> TrainConfig | MergeConfig:
-    """A :class:`TrainConfig` or :class:`MergeConfig`, chosen by the ``stage`` key."""
+def parse_stage_config(data: dict[str, Any], source: str = "<config>") -> TrainConfig:
+    """A :class:`TrainConfig`; a merge config (``stage: 3``) is pointed to ``embedforge merge``."""
     stage = data.get("stage")
-    if stage not in (1, 2, 3):
-        raise ConfigError(f"{source}: stage: must be 1, 2 or 3 (got {stage!r})")
-    return parse_config(data, MergeConfig if stage == 3 else TrainConfig, source)
+    if stage == 3:
+        raise ConfigError(f"{source}: stage: 3 is the merge, not training: run it with `embedforge merge --config {source}` (without the stage key)")
+    if stage not in (1, 2):
+        raise ConfigError(f"{source}: stage: must be 1 or 2 (got {stage!r})")
+    return parse_config(data, TrainConfig, source)
 
 
-def load_stage_config(path: str | Path) -> TrainConfig | MergeConfig:
-    """Read a YAML stage config; errors name the file and the field or line."""
+def load_stage_config(path: str | Path) -> TrainConfig:
+    """Read a YAML training config; errors name the file and the field or line."""
     return parse_stage_config(read_yaml_mapping(path), str(path))

@@ -18,10 +18,6 @@ from embedforge.session import ensure_ray
 from embedforge.training.config import TrainConfig
 from embedforge.training.pairs import read_pair_rows
 
-# Ray Train 2.60's controller collects a worker's report on its health-check poll, so each
-# report() waits up to one interval (2 s by default). Steps here take well under a second
-# on tiny models and a few seconds on GPUs, so a 0.2 s poll keeps reporting overhead small.
-
 
 @dataclass
 class TrainingResult:

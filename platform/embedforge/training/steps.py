@@ -37,23 +37,28 @@ def text_groups(batch: dict[str, Tensor]) -> list[tuple[Tensor, Tensor]]:
     return groups
 
 
-def contrastive_loss(loss_fn: nn.Module, embeddings: list[Tensor], batch: dict[str, Tensor]) -> Tensor:
-    """The embedding loss on query, positive and (B, K, D)-shaped negative embeddings."""
+def loss_inputs(embeddings: list[Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor | None]:
+    """The embedding loss's keyword arguments: query and positive ``(B, D)``, negatives ``(B, K, D)``, text ids."""
     query, positive = embeddings[0], embeddings[1]
     negatives, negative_ids = None, None
     if len(embeddings) > 2:
         b, k = batch["negative_ids"].shape
         negatives = embeddings[2].view(b, k, -1)  # (B, K, D)
         negative_ids = batch["negative_ids"]
-    return loss_fn(
-        query, positive, negatives, positive_ids=batch["positive_ids"], negative_ids=negative_ids, query_ids=batch.get("query_ids")
-    )
+    return {
+        "query": query,
+        "positive": positive,
+        "negatives": negatives,
+        "positive_ids": batch["positive_ids"],
+        "negative_ids": negative_ids,
+        "query_ids": batch.get("query_ids"),
+    }
 
 
 def embedder_loss(model: nn.Module, loss_fn: nn.Module, batch: dict[str, Tensor]) -> Tensor:
     """Plain step: embed every text with gradients, then the contrastive loss."""
     embeddings = [embed(model, ids, mask) for ids, mask in text_groups(batch)]
-    return contrastive_loss(loss_fn, embeddings, batch)
+    return loss_fn(**loss_inputs(embeddings, batch))
 
 
 def _chunks(ids: Tensor, mask: Tensor, size: int):
@@ -87,7 +92,7 @@ def grad_cache_embedder_step(
                 parts.append(embed(model, chunk_ids, chunk_mask))
             cached.append(torch.cat(parts))
     leaves = [embedding.detach().requires_grad_() for embedding in cached]
-    loss = contrastive_loss(loss_fn, leaves, batch)
+    loss = loss_fn(**loss_inputs(leaves, batch))
     loss.backward()
     work = [
         (chunk_ids, chunk_mask, chunk_grad)

@@ -112,7 +112,7 @@ def test_filter_on_labelled_scifact_pairs(local_ray, shared_data, tmp_path):
 
 @pytest.mark.slow
 def test_killed_synthesis_resumes_without_duplicates_or_gaps(local_ray, chat_server, tmp_path, capsys):
-    """Kill ``jobs/synthesize.py`` (and its private Ray) mid-run, then re-run through the CLI.
+    """Kill ``python -m embedforge synthesize`` (and its private Ray) mid-run, then re-run in-process.
 
     The scripted endpoint answers one query and holds the rest, so exactly one shard is done
     when the kill lands, however fast the machine.
@@ -123,7 +123,7 @@ def test_killed_synthesis_resumes_without_duplicates_or_gaps(local_ray, chat_ser
     config = write_yaml(tmp_path / "s.yaml", settings)
     chat_server.query_budget = 1
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "platform"), os.environ.get("PYTHONPATH", "")]))
-    command = [sys.executable, str(REPO / "jobs" / "synthesize.py"), "--config", str(config)]
+    command = [sys.executable, "-m", "embedforge", "synthesize", "--config", str(config)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 240

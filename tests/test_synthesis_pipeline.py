@@ -33,7 +33,7 @@ def synth_config(output_dir: Path, *, max_docs: int, shard_size: int, batch_size
         "generator": {"engine": "hf", "model": "tiny-qwen3-random", "max_new_tokens": 8, "hf": {"num_cpus": 0.5, "batch_size": batch_size, "max_attempts": max_attempts}},
         "teacher": {"model": "all-MiniLM-L6-v2", "num_cpus": 0.5, "batch_size": batch_size},
         "shard_size": shard_size,
-        "ray": {"rows_per_block": batch_size},
+        "ray_data": {"rows_per_block": batch_size},
     }
 
 
@@ -52,7 +52,7 @@ def check_synthesis_folder(folder: Path, planned: int) -> tuple[list[dict], list
     assert len(pairs) == stats["accepted"] and len(rejected) == stats["rejected"]
     ids = [r["id"] for r in pairs] + [r["id"] for r in rejected]
     assert len(ids) == len(set(ids)) == planned
-    assert all(r["reason"].split(":")[0] in ("config", "query") for r in rejected)
+    assert all(r["reason"].split(":")[0] in ("brief", "query") for r in rejected)
     assert stats["shards_done"] == stats["shards"]
     return pairs, rejected
 

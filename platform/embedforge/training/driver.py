@@ -18,10 +18,6 @@ from embedforge.session import ensure_ray
 from embedforge.training.config import TrainConfig
 from embedforge.training.pairs import read_pair_rows
 
-# Ray Train 2.60's controller collects a worker's report on its health-check poll, so each
-# report() waits up to one interval (2 s by default). Steps here take well under a second
-# on tiny models and a few seconds on GPUs, so a 0.2 s poll keeps reporting overhead small.
-
 
 @dataclass
 class TrainingResult:
@@ -86,7 +82,7 @@ def run_training(cfg: TrainConfig) -> TrainingResult:
     from embedforge.training.loop import train_func
     from embedforge.training.metrics import LOSS_CURVE_FILE, plot_loss_curve, read_metrics
 
-    ensure_ray()
+    ensure_ray(cfg.ray)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     base_dir = resolve_model(cfg.model.base).resolve()
     storage = Path(cfg.run.storage_path).resolve()

@@ -23,7 +23,7 @@ on purpose, so fractional actors plus 0.25-CPU map tasks never starve each other
 class RayDataConfig(ConfigModel):
     """Sizes of a stage's light Ray Data steps; they change how fast a run goes, not what it writes."""
 
-    map_num_cpus: float = Field(0.25, gt=0)
+    map_num_cpus: float = Field(0.25, ge=0)
     """CPUs reserved by each light row-mapping task (prompt rendering, parsing, filter rules)."""
     rows_per_block: int = Field(8, ge=1)
     """Rows per block of an in-memory input (synthesize, weak; filter reads files in batches of

@@ -52,18 +52,20 @@ def minilm_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A private local Ray instance for one test module, shut down afterwards.
+    """A private local Ray for one test module, started as every command starts one, shut down afterwards.
 
     Logical CPUs are over-provisioned (4 on a 2-core machine) so fractional actors and the
-    read stage can run side by side; the dashboard is off to save memory.
+    read stage can run side by side; workers' output stays out of the test's. Yields the
+    address that other processes join it at.
     """
     import ray
 
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+    from embedforge.session import RayConfig, ensure_ray
+
     if ray.is_initialized():
         ray.shutdown()
-    context = ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield context
+    ensure_ray(RayConfig(address="local", num_cpus=4, log_to_driver=False))
+    yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
 

@@ -52,7 +52,8 @@ def texts(tmp_path) -> Path:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "embedforge.cli", *map(str, args)], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    """``python -m embedforge ARGS``, the command line ``ray job submit`` runs where the script is not on PATH."""
+    return subprocess.run([sys.executable, "-m", "embedforge", *map(str, args)], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
 def test_version_and_argument_errors_are_one_line():

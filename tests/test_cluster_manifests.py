@@ -1,13 +1,15 @@
 """Every file in cluster/ parses, and everything it names exists in this repository.
 
-Strict on purpose: the RayJob's pipeline script and config, and the RayService's
+Strict on purpose: the RayJob's command and config, and the RayService's
 ``embedforge.serving.app:build_app``, are written by other branches; this test fails until
 they are merged, so a manifest can never point at something that is not there.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import re
 import shlex
 from pathlib import Path
 
@@ -63,15 +65,41 @@ def test_kuberay_manifest_has_autoscaling_cpu_head_and_gpu_workers(name):
     assert images == {"embedforge:0.1.0-gpu"} and "-t embedforge:0.1.0-gpu" in dockerfile
 
 
-def test_rayjob_entrypoint_script_and_config_exist():
-    entrypoint = shlex.split(load("rayjob.yaml")["spec"]["entrypoint"])
-    assert entrypoint[:2] == ["python", "jobs/pipeline.py"]
-    assert (REPO_ROOT / entrypoint[1]).is_file(), f"{entrypoint[1]} is missing"
-    config = entrypoint[entrypoint.index("--config") + 1]
-    assert config == "jobs/configs/qwen3-0.6b.yaml"
-    assert (REPO_ROOT / config).is_file(), f"{config} is missing"
+def embedforge_arguments(command_line: str) -> argparse.Namespace:
+    """The arguments ``embedforge`` parses from a job's command line, which must run embedforge's CLI."""
+    from embedforge.cli import build_parser
+
+    words = shlex.split(command_line)
+    assert words[0] == "embedforge" or words[:3] == ["python", "-m", "embedforge"], f"not an embedforge command: {command_line}"
+    return build_parser().parse_args(words[1 if words[0] == "embedforge" else 3 :])
+
+
+def submitted_command_lines() -> list[tuple[str, str]]:
+    """``(file, command)`` for every ``ray job submit ... -- COMMAND`` written in the docs, README and cluster/."""
+    files = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")), *sorted(CLUSTER.glob("*")), *sorted((REPO_ROOT / "jobs" / "configs").glob("*.yaml"))]
+    found = []
+    for path in files:
+        for line in path.read_text().splitlines():
+            if "ray job submit" in line and " -- " in line:
+                command = re.split(r"[`,)]", line.split(" -- ", 1)[1])[0].strip()
+                found.append((str(path.relative_to(REPO_ROOT)), command))
+    return found
+
+
+def test_rayjob_runs_the_pipeline_through_the_embedforge_cli():
+    arguments = embedforge_arguments(load("rayjob.yaml")["spec"]["entrypoint"])
+    assert (arguments.command, str(arguments.config)) == ("run", "jobs/configs/qwen3-0.6b.yaml")
+    assert (REPO_ROOT / arguments.config).is_file(), f"{arguments.config} is missing"
     runtime_env = yaml.safe_load(load("rayjob.yaml")["spec"]["runtimeEnvYAML"])
     assert runtime_env["env_vars"]["EMBEDFORGE_DATA"] == "/data"
+
+
+def test_every_documented_job_submission_runs_the_embedforge_cli_on_a_config_that_exists():
+    submissions = submitted_command_lines()
+    assert {file for file, _ in submissions} >= {"README.md", "docs/operations.md", "cluster/aws-gpu.yaml"}
+    for file, command in submissions:
+        arguments = embedforge_arguments(command)
+        assert (REPO_ROOT / arguments.config).is_file(), f"{file}: {command}: {arguments.config} is missing"
 
 
 def test_rayservice_serves_one_app_per_model_on_the_fast_path_and_autoscales():

@@ -3,7 +3,8 @@
 ``ray.cluster_utils.Cluster`` starts a head (no CPUs, with the dashboard that serves the
 Job API) and two 1-CPU worker nodes. The default job spreads two small embedforge
 evaluations over the workers and prints where they ran. ``ENTRYPOINTS`` is the parameter
-to extend: the pipeline's tiny config (``python jobs/pipeline.py --config ...``) goes here.
+to extend: ``pipeline-tiny`` runs ``jobs/configs/pipeline_tiny.yaml`` as ``embedforge run``
+does, with its own ``run_dir``.
 """
 
 from __future__ import annotations

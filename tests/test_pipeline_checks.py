@@ -10,7 +10,7 @@ import yaml
 
 from embedforge.cli import main
 from embedforge.config import parse_config
-from embedforge.pipeline.checks import check_pipeline, section_names
+from embedforge.pipeline.checks import check_pipeline, ray_settings_not_applied, section_names
 from embedforge.pipeline.config import PipelineConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def test_sections_are_stages_in_declaration_order():
     names = section_names(PipelineConfig)
     assert names[:5] == ["weak", "synthesize", "filter", "mine_synthetic", "mine_labelled"]
     assert names.index("stage1") < names.index("stage2") < names.index("merge") < names.index("reranker")
-    assert "run_dir" not in names and "local_ray_cpus" not in names
+    assert "run_dir" not in names and "ray" not in names
 
 
 def test_bad_references_are_named_with_their_field(tiny, tmp_path):
@@ -93,3 +93,27 @@ def test_embedforge_run_reports_every_problem_before_ray_starts(tiny, tmp_path, 
     assert len(lines) == 2 and all(line.startswith(f"embedforge run: error: {config}: ") for line in lines)
     assert "stage2.model.base: reference '@stgae1'" in lines[0] and "evaluation.tasks: unknown task 'scifact-dve'" in lines[1]
     assert not (tmp_path / "run").exists()
+
+
+def test_stage_ray_settings_that_cannot_apply_get_one_line_per_stage(tiny, tmp_path):
+    data = copy.deepcopy(tiny)
+    assert data["ray"] == {"num_cpus": 4}
+    data["synthesize"]["ray"] = {"num_cpus": 4}  # the same as the run's: applies
+    data["filter"]["ray"] = {"num_cpus": 8}
+    data["stage2"]["ray"] = {"address": "auto", "num_cpus": 2}
+    config = parse_config({**data, "run_dir": str(tmp_path / "run")}, PipelineConfig)
+    assert ray_settings_not_applied(config) == [
+        "[filter] ray.num_cpus=8 does not apply: this run's Ray is already started (top-level ray.num_cpus=4)",
+        "[stage2] ray.address=auto, ray.num_cpus=2 do not apply: this run's Ray is already started (top-level ray.address=None, ray.num_cpus=4)",
+    ]
+    assert ray_settings_not_applied(parse_config({**tiny, "run_dir": str(tmp_path / "run")}, PipelineConfig)) == []
+
+
+def test_local_ray_cpus_names_the_ray_section_that_replaced_it(tiny, tmp_path, capsys):
+    data = {key: value for key, value in tiny.items() if key != "ray"}
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump({**data, "run_dir": str(tmp_path / "run"), "local_ray_cpus": 4}))
+    assert main(["run", str(config)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"embedforge run: error: {config}: <root>: Value error, local_ray_cpus: replaced by the top-level ray section; write ray: {{num_cpus: N}}"
+    ]

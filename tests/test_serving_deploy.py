@@ -120,7 +120,7 @@ def test_embedforge_serve_runs_until_sigterm_then_shuts_down_cleanly(local_ray, 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "platform"), os.environ.get("PYTHONPATH", "")])}
     env.pop("RAY_ADDRESS", None)
     # Joins this module's Ray instead of starting another one, to save start-up time.
-    address = local_ray.address_info["address"]
+    address = local_ray
     command = [sys.executable, "-m", "embedforge.cli", "serve", "--embedder", str(tiny_embedder_dir), "--port", str(port)]
     command += ["--api-key-file", str(key_file), "--address", address]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

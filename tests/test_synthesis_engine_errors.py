@@ -246,7 +246,7 @@ def test_synthesis_finishes_when_the_engine_fails_one_row_in_five(wide_ray, tmp_
             "generator": tiny_generator(batch_size=4),
             "teacher": {"num_cpus": 0.5, "batch_size": 5},
             "shard_size": 5,
-            "ray": {"rows_per_block": 5},
+            "ray_data": {"rows_per_block": 5},
         }
     )
     stats = run_synthesize(config, processor_factory=stand_in_processor)

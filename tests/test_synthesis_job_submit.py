@@ -86,7 +86,7 @@ def test_synthesis_job_through_ray_job_submit(ray_head, tmp_path):
         try:
             ray_head.submit_job(
                 submission_id=job_id,
-                entrypoint=f"{sys.executable} {REPO / 'jobs' / 'synthesize.py'} --config {config}",
+                entrypoint=f"{sys.executable} -m embedforge synthesize --config {config}",
                 runtime_env={"env_vars": {"PYTHONPATH": python_path, "EMBEDFORGE_DATA": os.environ.get("EMBEDFORGE_DATA", str(REPO.parent / "shared" / "data"))}},
             )
             break

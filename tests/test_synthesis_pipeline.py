@@ -33,7 +33,7 @@ def synth_config(output_dir: Path, *, max_docs: int, shard_size: int, batch_size
         "generator": {"engine": "hf", "model": "tiny-qwen3-random", "max_new_tokens": 8, "hf": {"num_cpus": 0.5, "batch_size": batch_size, "max_attempts": max_attempts}},
         "teacher": {"model": "all-MiniLM-L6-v2", "num_cpus": 0.5, "batch_size": batch_size},
         "shard_size": shard_size,
-        "ray": {"rows_per_block": batch_size},
+        "ray_data": {"rows_per_block": batch_size},
     }
 
 
@@ -52,7 +52,7 @@ def check_synthesis_folder(folder: Path, planned: int) -> tuple[list[dict], list
     assert len(pairs) == stats["accepted"] and len(rejected) == stats["rejected"]
     ids = [r["id"] for r in pairs] + [r["id"] for r in rejected]
     assert len(ids) == len(set(ids)) == planned
-    assert all(r["reason"].split(":")[0] in ("config", "query") for r in rejected)
+    assert all(r["reason"].split(":")[0] in ("brief", "query") for r in rejected)
     assert stats["shards_done"] == stats["shards"]
     return pairs, rejected
 
@@ -112,7 +112,7 @@ def test_filter_on_labelled_scifact_pairs(local_ray, shared_data, tmp_path):
 
 @pytest.mark.slow
 def test_killed_synthesis_resumes_without_duplicates_or_gaps(local_ray, chat_server, tmp_path, capsys):
-    """Kill ``jobs/synthesize.py`` (and its private Ray) mid-run, then re-run through the CLI.
+    """Kill ``python -m embedforge synthesize`` (and its private Ray) mid-run, then re-run in-process.
 
     The scripted endpoint answers one query and holds the rest, so exactly one shard is done
     when the kill lands, however fast the machine.
@@ -123,7 +123,7 @@ def test_killed_synthesis_resumes_without_duplicates_or_gaps(local_ray, chat_ser
     config = write_yaml(tmp_path / "s.yaml", settings)
     chat_server.query_budget = 1
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "platform"), os.environ.get("PYTHONPATH", "")]))
-    command = [sys.executable, str(REPO / "jobs" / "synthesize.py"), "--config", str(config)]
+    command = [sys.executable, "-m", "embedforge", "synthesize", "--config", str(config)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 240

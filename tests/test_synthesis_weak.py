@@ -176,7 +176,7 @@ def weak_yaml(path: Path, output: Path, **extra) -> Path:
         "crop_min_words": 8,
         "crop_max_words": 48,
         "shard_size": 8,
-        "ray": {"rows_per_block": 3},
+        "ray_data": {"rows_per_block": 3},
         **extra,
     }
     path.write_text(yaml.safe_dump(data))

@@ -1,10 +1,12 @@
-"""Every YAML in the repository parses, and every job config validates against its command."""
+"""Every YAML in the repository parses, and every job config validates against the command its header names."""
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from embedforge.cli import COMMANDS
 from embedforge.config import load_config
 from embedforge.eval.settings import EvaluationSettings
 from embedforge.merge import MergeConfig
@@ -31,11 +33,22 @@ LOADERS = {
 }
 
 
+HEADER = re.compile(r"# Run: embedforge (?P<command>[a-z-]+) (?P<config_flag>--config )?(?P<path>\S+)(\s|$)")
+
+
 def run_command(path: Path) -> str:
-    """The embedforge subcommand that the ``# Run:`` header names."""
+    """The embedforge subcommand that the ``# Run:`` header names; the header must run this very file.
+
+    ``embedforge run`` takes the pipeline config as its argument, every other command as ``--config``.
+    """
     header = path.read_text().splitlines()[0]
-    assert header.startswith("# Run: embedforge "), f"{path}: the first line must be '# Run: embedforge <command> ...'"
-    return header.split()[3]
+    match = HEADER.match(header)
+    assert match, f"{path}: the first line must be '# Run: embedforge <command> --config {path.relative_to(REPO_ROOT)}'"
+    command = match["command"]
+    assert command in COMMANDS, f"{path}: {command!r} is not an embedforge command"
+    assert (match["config_flag"] is None) == (command == "run"), f"{path}: the config is {'the argument of' if command == 'run' else '--config of'} embedforge {command}"
+    assert match["path"] == str(path.relative_to(REPO_ROOT)), f"{path}: the header runs {match['path']}, not this file"
+    return command
 
 
 def test_there_are_configs_to_check():

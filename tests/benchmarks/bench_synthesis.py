@@ -38,7 +38,7 @@ def synthesis_rows_per_second(workdir: Path, actors: int) -> dict:
             "generator": {"model": "tiny-qwen3-random", "max_new_tokens": 32, "hf": {"concurrency": actors, "num_cpus": 0.5, "batch_size": 4, "max_attempts": 1}},
             "teacher": {"num_cpus": 0.5, "batch_size": 4},
             "shard_size": 8,
-            "ray": {"rows_per_block": 4},
+            "ray_data": {"rows_per_block": 4},
         },
         SynthesizeConfig,
     )

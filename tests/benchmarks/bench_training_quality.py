@@ -137,7 +137,7 @@ def main() -> None:
     from embedforge.config import parse_config, read_yaml_mapping
     from embedforge.merge import merge_checkpoints
     from embedforge.models.registry import resolve_model
-    from embedforge.session import ensure_ray
+    from embedforge.session import RayConfig, ensure_ray
     from embedforge.training import run_training
     from embedforge.training.config import TrainConfig
     from embedforge.training.pairs import read_pair_rows
@@ -148,7 +148,7 @@ def main() -> None:
     corpus, queries, qrels, train_ids, dev_ids, subset = scifact_benchmark_split()
     dev_qrels = {query_id: qrels[query_id] for query_id in dev_ids}
 
-    ensure_ray(num_cpus=4)
+    ensure_ray(RayConfig(num_cpus=4))
     pairs_dir = mine_train_split(write_corpus_subset(corpus, list(subset), work / "corpus.jsonl"), work / "mined")
     raw = read_yaml_mapping(TRAIN_PRESET)
     raw["data"]["datasets"][0]["path"] = str(pairs_dir)

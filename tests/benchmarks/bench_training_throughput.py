@@ -29,7 +29,7 @@ def main() -> None:
     from embedforge.data.splits import split_ids
     from embedforge.models.registry import resolve_model
     from embedforge.paths import shared_data_dir
-    from embedforge.session import ensure_ray
+    from embedforge.session import RayConfig, ensure_ray
     from embedforge.training import run_training
     from embedforge.training.config import TrainConfig
     from embedforge.training.pairs import write_pair_rows
@@ -60,7 +60,7 @@ def main() -> None:
         TrainConfig,
         "bench",
     )
-    ensure_ray(num_cpus=4)
+    ensure_ray(RayConfig(num_cpus=4))
     result = run_training(cfg)
     ray.shutdown()
     steady = result.metrics[1:]

@@ -61,12 +61,12 @@ def run(args: argparse.Namespace) -> int:
     import ray
 
     from embedforge.serving.app import deploy_config, start_local, stop_local
+    from embedforge.session import RayConfig, ensure_ray
 
     replicas = args.replicas or (default_replicas() if args.config is None else None)
     # A local Ray gets a logical CPU for each replica (num_cpus: 1 each), however many cores there are.
     models = 1 + bool(args.config is None and args.reranker)
-    logical_cpus = None if args.address else max(os.cpu_count() or 1, (replicas or 1) * models + 1)
-    ray.init(address=args.address, num_cpus=logical_cpus, configure_logging=False)
+    ensure_ray(RayConfig(address=args.address, num_cpus=max(os.cpu_count() or 1, (replicas or 1) * models + 1)))
     # After ray.init, which installs its own SIGTERM handler that would exit without stopping Serve.
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -20,11 +20,13 @@ from typing import Any, Iterator
 from pydantic import BaseModel
 
 from embedforge.pipeline.references import OWN_FOLDER
+from embedforge.session import RayConfig, settings_not_applied
 
 
 def section_names(config_cls: type[BaseModel]) -> list[str]:
-    """The fields of ``config_cls`` that hold a stage's config, in declaration (= run) order."""
-    return [name for name, field in config_cls.model_fields.items() if _holds_model(field.annotation)]
+    """The fields of ``config_cls`` that hold a stage's config, in declaration (= run) order (the
+    run's ``ray`` session is not a stage)."""
+    return [name for name, field in config_cls.model_fields.items() if field.annotation is not RayConfig and _holds_model(field.annotation)]
 
 
 def _holds_model(annotation: Any) -> bool:
@@ -67,6 +69,28 @@ def reference_problems(config: BaseModel) -> list[str]:
             elif getattr(config, target) is None:
                 problems.append(f"{reference} names a stage that is not configured in this file")
     return problems
+
+
+def ray_settings_not_applied(config: BaseModel) -> list[str]:
+    """One line per stage section whose own ``ray`` settings differ from the run's ``ray`` session.
+
+    The run starts Ray once, from the top-level ``ray`` section, before the first stage; a
+    section's ``ray.address`` or ``ray.num_cpus`` cannot change a started Ray, so
+    ``embedforge run`` warns instead of ignoring them silently.
+    """
+    started: RayConfig = config.ray
+    lines = []
+    for name in section_names(type(config)):
+        section = getattr(config, name)
+        if section is None or "ray" not in section.model_fields_set:
+            continue
+        ignored = settings_not_applied(section.ray, started)
+        if ignored:
+            wanted = ", ".join(f"ray.{field}={getattr(section.ray, field)}" for field in ignored)
+            running = ", ".join(f"ray.{field}={getattr(started, field)}" for field in ignored)
+            verb = "does" if len(ignored) == 1 else "do"
+            lines.append(f"[{name}] {wanted} {verb} not apply: this run's Ray is already started (top-level {running})")
+    return lines
 
 
 def check_pipeline(config: BaseModel) -> list[str]:

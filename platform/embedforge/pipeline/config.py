@@ -19,6 +19,7 @@ from embedforge.config import ConfigModel, DataPath
 from embedforge.eval.settings import EvaluationSettings
 from embedforge.merge import MergeConfig
 from embedforge.pipeline.references import OWN_FOLDER
+from embedforge.session import RayConfig
 from embedforge.synthesis.filter import FilterConfig
 from embedforge.synthesis.synthesize import SynthesizeConfig
 from embedforge.synthesis.mine import MineConfig
@@ -44,9 +45,11 @@ class PipelineConfig(ConfigModel):
 
     run_dir: DataPath
     """Every stage writes to ``run_dir/<stage>-<key>``; the key hashes its config and inputs."""
-    local_ray_cpus: int | None = Field(None, ge=1)
-    """Logical CPUs of a local Ray (ignored inside a cluster job). Over-provision small machines
-    (4 on 2 cores) so training workers and the Ray Data read stage can run side by side."""
+    ray: RayConfig = RayConfig()
+    """The run's one Ray session, started before the first stage: every stage runs in it, so a
+    section's own ``ray`` settings do not apply (``embedforge run`` warns about each). Over-provision
+    a local Ray on small machines (``num_cpus: 4`` on 2 cores) so training workers and Ray Data
+    stages run side by side."""
     weak: WeakConfig | None = None
     """LLM-free weak pairs from the corpus (titles, inverse cloze, crops): stage 1's pool."""
     synthesize: SynthesizeConfig | None = None
@@ -66,6 +69,13 @@ class PipelineConfig(ConfigModel):
     reranker: TrainConfig | None = None
     evaluation: EvaluationSettings = EvaluationSettings()
     serve: ServeSection | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_local_ray_cpus(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "local_ray_cpus" in data:
+            raise ValueError("local_ray_cpus: replaced by the top-level ray section; write ray: {num_cpus: N}")
+        return data
 
     @model_validator(mode="before")
     @classmethod

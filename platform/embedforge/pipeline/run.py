@@ -61,9 +61,12 @@ class Pipeline:
 
 def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> dict[str, StageResult]:
     """Run every configured stage in order; returns the stage results by name."""
+    from embedforge.pipeline.checks import ray_settings_not_applied
     from embedforge.session import ensure_ray
 
-    ensure_ray(config.local_ray_cpus)
+    ensure_ray(config.ray)
+    for warning in ray_settings_not_applied(config):
+        log(warning)
     pipeline = Pipeline(config, log)
     pipeline.stage("weak", config.weak, actions.weak)
     pipeline.stage("synthesize", config.synthesize, actions.synthesize)

@@ -40,9 +40,10 @@ import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from embedforge.config import ConfigModel, DataPath
+from embedforge.session import RayConfig, ensure_ray
 from embedforge.synthesis.dedup import BUCKET_SCHEMA, DUPLICATE_SCHEMA, Banding, Signer, bucket_rows, resolve_buckets
+from embedforge.synthesis.ray_data import SYNTHESIS_RAY, RayDataConfig
 from embedforge.synthesis.report import ScoreBins, write_report
-from embedforge.synthesis.session import RayConfig, ensure_ray
 from embedforge.synthesis.shards import PAIR_SCHEMA, REJECT_SCHEMA, atomic_write_bytes, check_manifest, config_identity, done_shards, pair_files, plan_fingerprint, write_arrow_shard
 from embedforge.synthesis.teacher import PairScorer, TeacherConfig, actor_options, configured_identity, reusable_score, scorer_options
 
@@ -100,7 +101,9 @@ class FilterConfig(ConfigModel):
     ``i*shard_size`` .. in id order."""
     batch_rows: int = Field(4096, ge=1)
     """Rows per batch of the row steps and of the stream into the driver (bounds its memory)."""
-    ray: RayConfig = RayConfig()
+    ray: RayConfig = SYNTHESIS_RAY
+    """How the stage finds Ray (a local one has 4 logical CPUs unless ``ray.num_cpus`` says otherwise)."""
+    ray_data: RayDataConfig = RayDataConfig()
 
 
 PUNCTUATION = re.compile(r"[^\w\s]", re.UNICODE)
@@ -227,7 +230,7 @@ def scoring_counts(files: list[Path], config: FilterConfig, identity: str) -> di
     import ray
 
     counts = ray.data.read_parquet([str(f) for f in files], columns=["query", "teacher_score", "teacher_model"]).map_batches(
-        count_scores, fn_kwargs={"identity": identity}, batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray.map_num_cpus
+        count_scores, fn_kwargs={"identity": identity}, batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray_data.map_num_cpus
     )
     sums = counts.sum(["reused", "recomputed", "not_reusable"]) or {}
     return {name: int(sums.get(f"sum({name})") or 0) for name in ("reused", "recomputed", "not_reusable")}
@@ -240,7 +243,7 @@ def score_rows(files: list[Path], config: FilterConfig, identity: str, not_reusa
     import ray
 
     paths = [str(f) for f in files]
-    map_options = dict(batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray.map_num_cpus)
+    map_options = dict(batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray_data.map_num_cpus)
     dataset = ray.data.read_parquet(paths)
     if not_reusable:
         reused = dataset.map_batches(select_reusable, fn_kwargs={"identity": identity, "reusable": True}, **map_options)
@@ -256,9 +259,9 @@ def find_duplicates(rows_dir: Path, config: FilterConfig, banding: Banding | Non
 
     groups = max(1, math.ceil(records * (1 + (banding.bands if banding else 0)) / BUCKET_ROWS_PER_GROUP))
     candidates = ray.data.read_parquet(str(rows_dir), columns=["id", "reason", "key", "signature"])
-    candidates = candidates.map_batches(passed_rules, batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray.map_num_cpus)
-    buckets = candidates.map_batches(to_buckets, fn_kwargs={"banding": banding, "groups": groups}, batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray.map_num_cpus)
-    return buckets.groupby("group", num_partitions=groups).map_groups(resolve_group, fn_kwargs={"threshold": config.rules.near_duplicate_jaccard}, batch_format="pyarrow", num_cpus=config.ray.map_num_cpus)
+    candidates = candidates.map_batches(passed_rules, batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray_data.map_num_cpus)
+    buckets = candidates.map_batches(to_buckets, fn_kwargs={"banding": banding, "groups": groups}, batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray_data.map_num_cpus)
+    return buckets.groupby("group", num_partitions=groups).map_groups(resolve_group, fn_kwargs={"threshold": config.rules.near_duplicate_jaccard}, batch_format="pyarrow", num_cpus=config.ray_data.map_num_cpus)
 
 
 class ShardWriter:
@@ -345,7 +348,7 @@ def write_output(work: Path, config: FilterConfig, output_dir: Path, records: in
 
     writer = ShardWriter(output_dir, config.shard_size)
     if records:
-        map_options = dict(batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray.map_num_cpus)
+        map_options = dict(batch_format="pyarrow", batch_size=config.batch_rows, num_cpus=config.ray_data.map_num_cpus)
         merged = ray.data.read_parquet(str(work / "rows"), columns=[name for name in WORK_SCHEMA.names if name != "duplicate"]).map_batches(rows_for_merge, **map_options)
         if any((work / "duplicates").glob("*.parquet")):
             merged = merged.union(ray.data.read_parquet(str(work / "duplicates")).map_batches(verdicts_for_merge, **map_options))

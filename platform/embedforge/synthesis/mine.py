@@ -20,10 +20,11 @@ import numpy as np
 from pydantic import model_validator
 
 from embedforge.config import ConfigModel, DataPath
+from embedforge.session import RayConfig, ensure_ray
 from embedforge.synthesis.corpus import CorpusConfig, read_passages
 from embedforge.synthesis.labelled import LabelledPairsConfig, labelled_pairs
+from embedforge.synthesis.ray_data import SYNTHESIS_RAY
 from embedforge.synthesis.report import write_report
-from embedforge.synthesis.session import RayConfig, ensure_ray
 from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
 from embedforge.synthesis.teacher import TeacherConfig, TextEmbedder, actor_options, cosine_rows, teacher_identity, teacher_policy
 
@@ -57,7 +58,8 @@ class MineConfig(ConfigModel):
     """A negative must score below this times the positive's score."""
     seed: int = 0
     shard_size: int = 256
-    ray: RayConfig = RayConfig()
+    ray: RayConfig = SYNTHESIS_RAY
+    """How the stage finds Ray (a local one has 4 logical CPUs unless ``ray.num_cpus`` says otherwise)."""
 
     @model_validator(mode="after")
     def one_input(self) -> "MineConfig":

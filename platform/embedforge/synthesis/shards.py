@@ -106,6 +106,7 @@ def shard_counts(output_dir: Path) -> list[dict]:
 
 SCALING_FIELDS = {
     "ray": True,
+    "ray_data": True,
     "output_dir": True,
     "batch_rows": True,
     "teacher": {"concurrency", "num_cpus", "num_gpus"},

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from embedforge.config import ConfigModel, DataPath
+from embedforge.session import RayConfig, ensure_ray
 from embedforge.synthesis.chat_client import request_counts
 from embedforge.synthesis.corpus import CorpusConfig, read_passages
 from embedforge.synthesis.engines import GeneratorConfig, ProcessorFactory, build_generation_stage
@@ -30,8 +31,8 @@ from embedforge.synthesis.records import (
     query_step_prompt,
     query_step_schema,
 )
+from embedforge.synthesis.ray_data import SYNTHESIS_RAY, RayDataConfig, completed_shards, from_rows
 from embedforge.synthesis.report import write_report
-from embedforge.synthesis.session import RayConfig, completed_shards, ensure_ray, from_rows
 from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
 from embedforge.synthesis.teacher import PairScorer, PersonaRetriever, TeacherConfig, actor_options, scorer_options
 
@@ -49,7 +50,9 @@ class SynthesizeConfig(ConfigModel):
     teacher: TeacherConfig = TeacherConfig()
     shard_size: int = 64
     """Records per output shard: the unit of resumption."""
-    ray: RayConfig = RayConfig()
+    ray: RayConfig = SYNTHESIS_RAY
+    """How the stage finds Ray (a local one has 4 logical CPUs unless ``ray.num_cpus`` says otherwise)."""
+    ray_data: RayDataConfig = RayDataConfig()
 
 
 def build_dataset(records: list[dict], config: SynthesizeConfig, personas: list[str], processor_factory: ProcessorFactory | None = None):
@@ -59,8 +62,8 @@ def build_dataset(records: list[dict], config: SynthesizeConfig, personas: list[
     ``ray.data.llm.build_processor``).
     """
     rules = QueryRules(config.plan.min_query_words, config.plan.max_query_words, config.plan.reject_copies)
-    light = dict(num_cpus=config.ray.map_num_cpus)
-    dataset = from_rows(records, config.ray)
+    light = dict(num_cpus=config.ray_data.map_num_cpus)
+    dataset = from_rows(records, config.ray_data.rows_per_block)
     dataset = dataset.map_batches(
         PersonaRetriever,
         fn_constructor_kwargs=dict(model=config.teacher.model, personas=personas, top_k=config.personas_per_passage, batch_size=config.teacher.batch_size),

@@ -34,9 +34,10 @@ from pathlib import Path
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from embedforge.config import ConfigModel, DataPath
+from embedforge.session import RayConfig, ensure_ray
 from embedforge.synthesis.corpus import CorpusConfig, read_passages
+from embedforge.synthesis.ray_data import SYNTHESIS_RAY, RayDataConfig, completed_shards, from_rows
 from embedforge.synthesis.report import write_report
-from embedforge.synthesis.session import RayConfig, completed_shards, ensure_ray, from_rows
 from embedforge.synthesis.shards import check_manifest, chunks, config_identity, done_shards, plan_fingerprint, shard_counts, write_shard
 
 KINDS = ("title", "ict", "crop")
@@ -84,8 +85,9 @@ class WeakConfig(ConfigModel):
     """Seeds every random choice, together with the passage id and the kind."""
     shard_size: int = Field(256, ge=1)
     """Passages per output shard: the unit of resumption."""
-    ray: RayConfig = RayConfig()
-    """How the stage finds Ray; a locally started one with ``ray.num_cpus`` logical CPUs."""
+    ray: RayConfig = SYNTHESIS_RAY
+    """How the stage finds Ray (a local one has 4 logical CPUs unless ``ray.num_cpus`` says otherwise)."""
+    ray_data: RayDataConfig = RayDataConfig()
 
     @field_validator("crop_max_words")
     @classmethod
@@ -319,7 +321,7 @@ def run_weak(config: WeakConfig) -> dict:
     if pending:
         ensure_ray(config.ray)
         todo = [{name: p[name] for name in PASSAGE_COLUMNS} for shard in pending.values() for p in shard]
-        dataset = from_rows(todo, config.ray).map_batches(weak_batch, fn_kwargs=dict(rules=rules), batch_size=None, batch_format="numpy", num_cpus=config.ray.map_num_cpus)
+        dataset = from_rows(todo, config.ray_data.rows_per_block).map_batches(weak_batch, fn_kwargs=dict(rules=rules), batch_size=None, batch_format="numpy", num_cpus=config.ray_data.map_num_cpus)
         for index, rows in completed_shards(dataset, pending, key="passage_id"):
             pairs = [pair for r in rows for pair in json.loads(r["pairs"])]
             rejections = [rejection for r in rows for rejection in json.loads(r["rejections"])]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from embedforge.config import ConfigError, ConfigModel, DataPath, parse_config, read_yaml_mapping
+from embedforge.session import RayConfig
 
 
 class DatasetSpec(ConfigModel):
@@ -142,6 +143,8 @@ class TrainConfig(ConfigModel):
     strategy: StrategySection = StrategySection()
     scaling: ScalingSection = ScalingSection()
     run: RunSection
+    ray: RayConfig = RayConfig()
+    """How the run finds Ray (a local one gets the machine's CPUs unless ``ray.num_cpus`` says otherwise)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":

@@ -82,7 +82,7 @@ def run_training(cfg: TrainConfig) -> TrainingResult:
     from embedforge.training.loop import train_func
     from embedforge.training.metrics import LOSS_CURVE_FILE, plot_loss_curve, read_metrics
 
-    ensure_ray()
+    ensure_ray(cfg.ray)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     base_dir = resolve_model(cfg.model.base).resolve()
     storage = Path(cfg.run.storage_path).resolve()

@@ -46,6 +46,10 @@ class CorpusReport:
     passages: int = 0
     bad_records: list[BadRecord] = field(default_factory=list)
 
+    def counts(self) -> dict[str, int]:
+        """The corpus row of a stage's counts table."""
+        return {"documents": self.documents, "passages": self.passages, "bad records": len(self.bad_records)}
+
     def to_dict(self, max_listed: int = 100) -> dict:
         reasons: dict[str, int] = {}
         for bad in self.bad_records:

@@ -52,7 +52,7 @@ def check_synthesis_folder(folder: Path, planned: int) -> tuple[list[dict], list
     assert len(pairs) == stats["accepted"] and len(rejected) == stats["rejected"]
     ids = [r["id"] for r in pairs] + [r["id"] for r in rejected]
     assert len(ids) == len(set(ids)) == planned
-    assert all(r["reason"].split(":")[0] in ("config", "query") for r in rejected)
+    assert all(r["reason"].split(":")[0] in ("brief", "query") for r in rejected)
     assert stats["shards_done"] == stats["shards"]
     return pairs, rejected
 

@@ -21,9 +21,10 @@ from typing import Literal, Mapping
 from pydantic import Field
 
 from embedforge.config import ConfigModel
-from embedforge.eval.report import main_score_table, plot_main_scores, write_json
+from embedforge.eval.report import main_score_table, plot_main_scores
 from embedforge.eval.results import Metrics, mean_metrics, subset_metrics
 from embedforge.eval.tasks import TaskLimits, build_task
+from embedforge.json_files import write_json
 
 logger = logging.getLogger(__name__)
 

@@ -106,7 +106,7 @@ def run_evaluation(
         if skipped:
             logger.info("reranker: not applicable to %s (not retrieval tasks)", ", ".join(skipped))
         runs[f"{name}{RERANKED_SUFFIX}"] = evaluate_with(mteb, search, rerankable, settings.batch_size)
-    return write_report(runs, output_dir, {task.metadata.name: task.metadata.main_score for task in tasks})
+    return write_eval_report(runs, output_dir, {task.metadata.name: task.metadata.main_score for task in tasks})
 
 
 def evaluate_with(mteb_module, model, tasks: list, batch_size: int) -> dict[str, tuple[Metrics, dict[str, Metrics]]]:
@@ -129,7 +129,7 @@ def evaluate_with(mteb_module, model, tasks: list, batch_size: int) -> dict[str,
     return results
 
 
-def write_report(
+def write_eval_report(
     runs: Mapping[str, Mapping[str, tuple[Metrics, dict[str, Metrics]]]], output_dir: Path, main_metrics: Mapping[str, str]
 ) -> dict[str, Metrics]:
     """Write results.json, results_by_subset.json, results.md and main_scores.png; return results.json."""

@@ -128,9 +128,9 @@ def evaluate_models(models: dict[str, str], reranker: str | None) -> Callable[["
 
 
 def write_run_report(pipeline: "Pipeline") -> Path:
-    from embedforge.pipeline.report import write_report
+    from embedforge.pipeline.report import write_run_report
 
-    return write_report({name: result.summary for name, result in pipeline.results.items()}, pipeline.run_dir)
+    return write_run_report({name: result.summary for name, result in pipeline.results.items()}, pipeline.run_dir)
 
 
 def serve(section: "ServeSection", *, embedder: str, reranker: str | None, log: Callable[[str], None] = print) -> dict:

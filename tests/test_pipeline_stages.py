@@ -54,7 +54,7 @@ def test_crashed_stage_leaves_no_marker_and_runs_again(tmp_path):
 
 
 def test_run_report_compares_models_and_shows_the_reranker_as_its_own_row(tmp_path):
-    from embedforge.pipeline.report import write_report
+    from embedforge.pipeline.report import write_run_report
 
     results = {
         "base": {"scifact-dev": {"main_score": 0.61}},
@@ -65,7 +65,7 @@ def test_run_report_compares_models_and_shows_the_reranker_as_its_own_row(tmp_pa
         "stage1": {"trained": False, "reason": "no training rows", "rows": {"synthetic": 0}, "output": "/m/base"},
         "evaluate": {"results": results, "models": {"base": "/m/base", "merged": "/m/merged"}, "reranker": "/m/rr"},
     }
-    report = write_report(summaries, tmp_path).read_text()
+    report = write_run_report(summaries, tmp_path).read_text()
     assert "| task | metric | base | merged | merged+reranker |" in report
     assert "| scifact-dev | main_score | 0.6100 | 0.6600 | 0.7000 |" in report
     assert "**stage1**: not trained: no training rows" in report

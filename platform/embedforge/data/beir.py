@@ -7,12 +7,11 @@ silently wrong gives numbers that are silently wrong.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from embedforge.config import ConfigModel, DataPath
+from embedforge.json_files import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -31,23 +30,10 @@ Qrels = dict[str, dict[str, int]]
 """``{query_id: {doc_id: relevance}}``."""
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """``(line_number, record)`` for every non-blank line; bad JSON names file and line."""
-    path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{line_number}: invalid JSON: {error.msg}") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(record).__name__}")
-            yield line_number, record
-
-
-def require_fields(record: dict, fields: tuple[str, ...], where: str) -> None:
+def require_fields(record: object, fields: tuple[str, ...], where: str) -> None:
+    """A JSON object with every one of ``fields``, or an error naming ``where`` (``file:line``)."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
     missing = [field for field in fields if field not in record]
     if missing:
         raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
@@ -56,7 +42,7 @@ def require_fields(record: dict, fields: tuple[str, ...], where: str) -> None:
 def load_corpus(path: str | Path) -> dict[str, Document]:
     """Documents by id from a BEIR ``corpus.jsonl`` (``_id``, ``title``, ``text``)."""
     corpus = {}
-    for line_number, record in iter_jsonl(path):
+    for line_number, record in read_jsonl(path):
         require_fields(record, ("_id", "text"), f"{path}:{line_number}")
         doc_id = str(record["_id"])
         corpus[doc_id] = Document(id=doc_id, title=record.get("title") or "", text=record["text"])
@@ -66,7 +52,7 @@ def load_corpus(path: str | Path) -> dict[str, Document]:
 def load_queries(path: str | Path) -> dict[str, str]:
     """Query texts by id from a BEIR ``queries.jsonl`` (``_id``, ``text``)."""
     queries = {}
-    for line_number, record in iter_jsonl(path):
+    for line_number, record in read_jsonl(path):
         require_fields(record, ("_id", "text"), f"{path}:{line_number}")
         queries[str(record["_id"])] = record["text"]
     return queries

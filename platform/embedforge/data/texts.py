@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from embedforge.json_files import read_jsonl
+
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
@@ -30,21 +32,15 @@ def read_texts(path: str | Path) -> list[str]:
     elif path.suffix.lower() == ".json" and content.lstrip().startswith("["):
         texts = _json_array_texts(path, content)
     else:
-        texts = _json_lines_texts(path, content)
+        texts = _json_lines_texts(path)
     if not texts:
         raise ValueError(f"{path}: no texts in the file")
     return texts
 
 
-def _json_lines_texts(path: Path, content: str) -> list[str]:
+def _json_lines_texts(path: Path) -> list[str]:
     texts = []
-    for line_number, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            raise ValueError(f"{path}:{line_number}: blank line in a JSON lines file")
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{line_number}: invalid JSON: {error.msg}") from None
+    for line_number, record in read_jsonl(path, allow_blank=False):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise ValueError(f"{path}:{line_number}: expected an object with a string 'text' field")
         texts.append(record["text"])

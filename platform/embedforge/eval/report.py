@@ -6,19 +6,12 @@ models (base, stage 1, stage 2, merged, + reranker) on the same tasks.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping
 
 from embedforge.eval.results import Metrics
 
 Runs = Mapping[str, Mapping[str, Metrics]]
-
-
-def write_json(path: Path, data: object) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    return path
 
 
 def tasks_of(runs: Runs) -> list[str]:

@@ -20,10 +20,11 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from embedforge.eval.report import main_score_table, plot_main_scores, write_json
+from embedforge.eval.report import main_score_table, plot_main_scores
 from embedforge.eval.results import Metrics, mean_metrics, subset_metrics
 from embedforge.eval.settings import EvaluationSettings
 from embedforge.eval.tasks import build_task
+from embedforge.json_files import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def run_evaluation(
         if skipped:
             logger.info("reranker: not applicable to %s (not retrieval tasks)", ", ".join(skipped))
         runs[f"{name}{RERANKED_SUFFIX}"] = evaluate_with(mteb, search, rerankable, settings.batch_size)
-    write_report(runs, output_dir, {task.metadata.name: task.metadata.main_score for task in tasks})
+    write_eval_report(runs, output_dir, {task.metadata.name: task.metadata.main_score for task in tasks})
     return {run: {task: metrics for task, (metrics, _) in by_task.items()} for run, by_task in runs.items()}
 
 
@@ -111,7 +112,7 @@ def evaluate_with(mteb_module, model, tasks: list, batch_size: int) -> dict[str,
     return results
 
 
-def write_report(
+def write_eval_report(
     runs: Mapping[str, Mapping[str, tuple[Metrics, dict[str, Metrics]]]], output_dir: Path, main_metrics: Mapping[str, str]
 ) -> dict[str, Metrics]:
     """Write results.json, results_by_subset.json, results.md and main_scores.png; return results.json."""

@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from embedforge.config import ConfigModel
-from embedforge.models.folders import SETTINGS_FILE, read_json, require_model_folder, write_json
+from embedforge.json_files import write_json
+from embedforge.models.folders import SETTINGS_FILE, read_json, require_model_folder
 from embedforge.models.pooling import POOLERS, SENTENCE_TRANSFORMERS_MODES, PoolingName
 from embedforge.prompts import END_OF_TEXT, QUERY_TEMPLATE, format_query, query_prompt_prefix
 from embedforge.tokenization import append_end_token, load_tokenizer

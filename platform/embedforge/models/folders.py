@@ -1,4 +1,5 @@
-"""Reading and writing the small JSON files that describe a saved model folder.
+"""The small JSON files that describe a saved model folder (read here; written with
+``embedforge.json_files.write_json``).
 
 A folder saved by embedforge is a Hugging Face folder (``config.json``, weights, tokenizer)
 plus sentence-transformers files (``modules.json``, ``1_Pooling/config.json``,
@@ -23,11 +24,6 @@ def read_json(path: Path) -> dict[str, Any] | list[Any] | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: invalid JSON at line {error.lineno}: {error.msg}") from None
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def require_model_folder(folder: str | Path) -> Path:

@@ -32,7 +32,8 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 
 from embedforge.config import ConfigModel
 from embedforge.models.embedder import default_device
-from embedforge.models.folders import SETTINGS_FILE, read_json, require_model_folder, write_json
+from embedforge.json_files import write_json
+from embedforge.models.folders import SETTINGS_FILE, read_json, require_model_folder
 from embedforge.prompts import RERANK_PREFIX, RERANK_SUFFIX, rerank_body
 from embedforge.tokenization import load_tokenizer
 

@@ -24,7 +24,7 @@ def stage_lines(summaries: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def write_report(summaries: Mapping[str, Mapping[str, Any]], run_dir: Path) -> Path:
+def write_run_report(summaries: Mapping[str, Mapping[str, Any]], run_dir: Path) -> Path:
     """Write ``run_dir/report.md`` and ``run_dir/comparison.png``; returns the markdown path."""
     lines = ["# Run report", "", "## Stages", "", *stage_lines(summaries), ""]
     evaluation = summaries.get("evaluate")

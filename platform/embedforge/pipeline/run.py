@@ -16,7 +16,7 @@ from embedforge.config import parse_config
 from embedforge.pipeline import actions
 from embedforge.pipeline.config import TRAIN_STAGES, PipelineConfig
 from embedforge.pipeline.references import find_references, resolve_references
-from embedforge.pipeline.report import write_report
+from embedforge.pipeline.report import write_run_report
 from embedforge.pipeline.results import link_result
 from embedforge.pipeline.stages import StageResult, run_stage
 
@@ -79,7 +79,7 @@ def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> 
     pipeline.stage("merge", config.merge, actions.merge, needs=("stage2",))
     pipeline.stage("reranker", config.reranker, actions.train)
     pipeline.stage("evaluate", config.evaluation, actions.evaluate, needs=(*TRAIN_STAGES, "merge"))
-    report = write_report({name: result.summary for name, result in pipeline.results.items()}, pipeline.run_dir)
+    report = write_run_report({name: result.summary for name, result in pipeline.results.items()}, pipeline.run_dir)
     log(f"run report: {report}")
     if config.serve is not None:
         actions.serve(config.serve, {name: pipeline.results[name] for name in ("merge", "reranker") if name in pipeline.results}, log=log)

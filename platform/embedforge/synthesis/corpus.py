@@ -8,12 +8,12 @@ Long documents are cut into passages of at most ``chunk_tokens`` tokens with an 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from embedforge.config import ConfigModel, DataPath
+from embedforge.json_files import BadLine, read_jsonl
 
 
 class CorpusConfig(ConfigModel):
@@ -45,6 +45,10 @@ class CorpusReport:
     documents: int = 0
     passages: int = 0
     bad_records: list[BadRecord] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """The corpus row of a stage's counts table."""
+        return {"documents": self.documents, "passages": self.passages, "bad records": len(self.bad_records)}
 
     def to_dict(self, max_listed: int = 100) -> dict:
         reasons: dict[str, int] = {}
@@ -84,23 +88,12 @@ def iter_file_records(path: Path) -> Iterator[tuple[str, dict | None, str | None
             document, reason = check_record(record)
             yield f"{path}:row {row}", document, reason
         return
-    with path.open("rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            where = f"{path}:{line_number}"
-            if not raw.strip():
-                continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                yield where, None, f"bad_encoding: {error.reason} at byte {error.start}"
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield where, None, f"invalid_json: {error.msg}"
-                continue
-            document, reason = check_record(record)
-            yield where, document, reason
+    for line_number, record in read_jsonl(path, keep_bad=True):
+        if isinstance(record, BadLine):
+            yield record.where, None, f"{record.code}: {record.detail}"
+            continue
+        document, reason = check_record(record)
+        yield f"{path}:{line_number}", document, reason
 
 
 def read_documents(paths: Sequence[Path], max_docs: int | None = None) -> tuple[list[dict], CorpusReport]:

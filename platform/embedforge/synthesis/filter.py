@@ -43,8 +43,9 @@ from embedforge.config import ConfigModel, DataPath
 from embedforge.session import RayConfig, ensure_ray
 from embedforge.synthesis.dedup import BUCKET_SCHEMA, DUPLICATE_SCHEMA, Banding, Signer, bucket_rows, resolve_buckets
 from embedforge.synthesis.ray_data import SYNTHESIS_RAY, RayDataConfig
-from embedforge.synthesis.report import ScoreBins, write_report
-from embedforge.synthesis.shards import PAIR_SCHEMA, REJECT_SCHEMA, atomic_write_bytes, check_manifest, config_identity, done_shards, pair_files, plan_fingerprint, write_arrow_shard
+from embedforge.synthesis.report import ScoreBins, write_stage_report
+from embedforge.synthesis.resume import check_plan
+from embedforge.synthesis.shards import PAIR_SCHEMA, REJECT_SCHEMA, atomic_write_bytes, done_shards, pair_files, write_arrow_shard
 from embedforge.synthesis.teacher import PairScorer, TeacherConfig, actor_options, configured_identity, reusable_score, scorer_options
 
 
@@ -385,7 +386,7 @@ def run_filter(config: FilterConfig) -> dict:
     output_dir, work = Path(config.output_dir), Path(config.output_dir) / "work"
     files = pair_files(config.input_dir)
     plan, records = input_plan(files)
-    check_manifest(output_dir, {"stage": "filter", "fingerprint": plan_fingerprint([config_identity(config), plan]), "records": records})
+    check_plan(output_dir, "filter", config, plan, records=records)
     if step_done(work, "filter") and (output_dir / "stats.json").exists():
         return json.loads((output_dir / "stats.json").read_text())
     identity = configured_identity(config.teacher)
@@ -435,7 +436,7 @@ def run_filter(config: FilterConfig) -> dict:
             }
         },
     }
-    stats = write_report(output_dir, stats, writer.scores, "Filter: teacher cosine of input pairs", threshold=config.rules.min_teacher_score)
+    stats = write_stage_report(output_dir, stats, writer.scores, "Filter: teacher cosine of input pairs", threshold=config.rules.min_teacher_score)
     finish_step(work, "filter", {})
     return stats
 

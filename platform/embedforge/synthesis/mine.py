@@ -13,8 +13,9 @@ import hashlib
 import random
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 from pydantic import model_validator
@@ -24,8 +25,9 @@ from embedforge.session import RayConfig, ensure_ray
 from embedforge.synthesis.corpus import CorpusConfig, read_passages
 from embedforge.synthesis.labelled import LabelledPairsConfig, labelled_pairs
 from embedforge.synthesis.ray_data import SYNTHESIS_RAY
-from embedforge.synthesis.report import write_report
-from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
+from embedforge.synthesis.report import write_stage_report
+from embedforge.synthesis.resume import Shard, check_plan, total_counts, write_shards
+from embedforge.synthesis.shards import chunks, read_pairs
 from embedforge.synthesis.teacher import TeacherConfig, TextEmbedder, actor_options, cosine_rows, teacher_identity, teacher_policy
 
 
@@ -255,6 +257,23 @@ def mine_rows(rows: list[dict], query_vectors: np.ndarray, positive_scores: np.n
     return mined, totals
 
 
+def mined_shards(pending: dict[int, list[dict]], passages: list[dict], config: MineConfig, output_dir: Path) -> Iterator[Shard]:
+    """The pending shards' pairs with negatives, from one teacher pass over all of them."""
+    todo = [row for shard in pending.values() for row in shard]
+    if not todo:  # an empty input: its one empty shard marks the run done
+        yield from (Shard(index, [], [], {"pairs": 0}) for index in pending)
+        return
+    ensure_ray(config.ray)
+    corpus, scored, vectors, guard_scores = embed_corpus_and_pairs(passages, todo, config, output_dir)
+    index = build_index(corpus, config.index)
+    start = 0
+    for i, shard in pending.items():
+        end = start + len(shard)
+        mined, counts = mine_rows(scored[start:end], vectors[start:end], guard_scores[start:end], index, passages, config)
+        yield Shard(i, mined, [], dict(counts, pairs=len(mined)))
+        start = end
+
+
 def run_mine(config: MineConfig) -> dict:
     """Mine hard negatives for every pair (resumable: finished shards are skipped)."""
     started = time.perf_counter()
@@ -267,26 +286,9 @@ def run_mine(config: MineConfig) -> dict:
         rows = read_pairs(config.pairs_dir).to_pylist()
     rows.sort(key=lambda row: row["id"])
     shards = chunks(rows, config.shard_size) or [[]]
-    fingerprint = plan_fingerprint([config_identity(config), [r["id"] for r in rows]])
-    check_manifest(output_dir, {"stage": "mine", "fingerprint": fingerprint, "records": len(rows), "shards": len(shards)})
-    pending = [i for i in range(len(shards)) if i not in done_shards(output_dir)]
-    print(f"mine: {len(rows)} pairs, {len(passages)} passages, {len(shards)} shards; {len(pending)} to run")
-    if pending and rows:
-        ensure_ray(config.ray)
-        todo = [row for i in pending for row in shards[i]]
-        corpus, scored, vectors, guard_scores = embed_corpus_and_pairs(passages, todo, config, output_dir)
-        index = build_index(corpus, config.index)
-        start = 0
-        for i in pending:
-            end = start + len(shards[i])
-            mined, counts = mine_rows(scored[start:end], vectors[start:end], guard_scores[start:end], index, passages, config)
-            write_shard(output_dir, i, mined, [], dict(counts, pairs=len(mined)))
-            start = end
-    elif pending:
-        write_shard(output_dir, 0, [], [], {"pairs": 0})
-    totals: Counter = Counter()
-    for counts in shard_counts(output_dir):
-        totals.update(counts)
+    check_plan(output_dir, "mine", config, [r["id"] for r in rows], records=len(rows), shards=len(shards))
+    make = partial(mined_shards, passages=passages, config=config, output_dir=output_dir)
+    totals = total_counts(write_shards(output_dir, shards, make, f"mine: {len(rows)} pairs, {len(passages)} passages"))
     mined_table = read_pairs(output_dir)
     negatives_per_pair = [len(n) for n in mined_table.column("negatives").to_pylist()]
     stats = {
@@ -300,10 +302,10 @@ def run_mine(config: MineConfig) -> dict:
         "settings": {"top_k": config.top_k, "num_negatives": config.num_negatives, "max_score_ratio": config.max_score_ratio, "index": index_kind(len(passages), config.index)},
         "seconds": round(time.perf_counter() - started, 2),
         "counts": {
-            "corpus": {"documents": corpus_report.documents, "passages": corpus_report.passages, "bad records": len(corpus_report.bad_records)},
+            "corpus": corpus_report.counts(),
             "mine": {"pairs": len(rows), "negatives": sum(negatives_per_pair), **{f"candidates dropped: {k}": v for k, v in totals.items() if k in ("positive", "above_guard")}},
         },
     }
     stats["negatives_per_pair"] = {str(k): v for k, v in sorted(stats["negatives_per_pair"].items())}
-    return write_report(output_dir, stats, mined_table.column("teacher_score").to_pylist(), "Mining: teacher cosine of positives")
+    return write_stage_report(output_dir, stats, mined_table.column("teacher_score").to_pylist(), "Mining: teacher cosine of positives")
 

@@ -98,8 +98,8 @@ def counts_table(counts: dict[str, dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(output_dir: Path, stats: dict, scores: Scores, title: str, threshold: float | None = None) -> dict:
-    """Write ``stats.json``, ``report.md`` and ``teacher_scores.png`` into ``output_dir``."""
+def write_stage_report(output_dir: Path, stats: dict, scores: Scores, title: str, threshold: float | None = None) -> dict:
+    """Write a synthesis stage's ``stats.json``, ``report.md`` and ``teacher_scores.png`` into ``output_dir``."""
     output_dir = Path(output_dir)
     stats = dict(stats, teacher_score=score_summary(scores))
     (output_dir / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=False, default=str) + "\n")

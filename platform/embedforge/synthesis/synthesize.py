@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
+from typing import Iterator
 
 from embedforge.config import ConfigModel, DataPath
 from embedforge.session import RayConfig, ensure_ray
@@ -32,8 +34,9 @@ from embedforge.synthesis.records import (
     query_step_schema,
 )
 from embedforge.synthesis.ray_data import SYNTHESIS_RAY, RayDataConfig, completed_shards, from_rows
-from embedforge.synthesis.report import write_report
-from embedforge.synthesis.shards import check_manifest, config_identity, chunks, done_shards, plan_fingerprint, read_pairs, shard_counts, write_shard
+from embedforge.synthesis.report import write_stage_report
+from embedforge.synthesis.resume import Shard, check_plan, total_counts, write_shards
+from embedforge.synthesis.shards import chunks, read_pairs
 from embedforge.synthesis.teacher import PairScorer, PersonaRetriever, TeacherConfig, actor_options, scorer_options
 
 
@@ -112,6 +115,16 @@ def shard_stats(rows: list[dict]) -> dict:
     return stats
 
 
+def synthesized_shards(pending: dict[int, list[dict]], config: SynthesizeConfig, processor_factory: ProcessorFactory | None) -> Iterator[Shard]:
+    """The pending shards' records through :func:`build_dataset`, each shard as soon as its last record is back."""
+    ensure_ray(config.ray)
+    todo = [row for shard in pending.values() for row in shard]
+    for index, rows in completed_shards(build_dataset(todo, config, load_personas(config.personas), processor_factory), pending, key="id"):
+        pairs = [pair_row(r, config) for r in rows if not r.get("rejection")]
+        rejected = [reject_row(r) for r in rows if r.get("rejection")]
+        yield Shard(index, pairs, rejected, shard_stats(rows))
+
+
 def run_synthesize(config: SynthesizeConfig, processor_factory: ProcessorFactory | None = None) -> dict:
     """Run (or resume) synthesis; returns the stats that ``stats.json`` also holds.
 
@@ -123,27 +136,12 @@ def run_synthesize(config: SynthesizeConfig, processor_factory: ProcessorFactory
     passages, corpus_report = read_passages(config.corpus)
     records = plan_records(passages, config.plan, config.corpus.language)
     shards = chunks(records, config.shard_size)
-    fingerprint = plan_fingerprint([config_identity(config), [r["id"] for r in records]])
-    check_manifest(output_dir, {"stage": "synthesize", "fingerprint": fingerprint, "records": len(records), "shards": len(shards)})
-    finished = done_shards(output_dir)
-    pending = {index: shard for index, shard in enumerate(shards) if index not in finished}
-    print(f"synthesize: {len(records)} records in {len(shards)} shards; {len(finished)} already done, {len(pending)} to run")
+    check_plan(output_dir, "synthesize", config, [r["id"] for r in records], records=len(records), shards=len(shards))
+    make = partial(synthesized_shards, config=config, processor_factory=processor_factory)
+    done = write_shards(output_dir, shards, make, f"synthesize: {len(records)} records")
 
-    if pending:
-        ensure_ray(config.ray)
-        todo = [row for shard in pending.values() for row in shard]
-        for index, rows in completed_shards(build_dataset(todo, config, load_personas(config.personas), processor_factory), pending, key="id"):
-            pairs = [pair_row(r, config) for r in rows if not r.get("rejection")]
-            rejected = [reject_row(r) for r in rows if r.get("rejection")]
-            write_shard(output_dir, index, pairs, rejected, shard_stats(rows))
-
-    totals: Counter = Counter()
-    reasons: Counter = Counter()
-    requests: Counter = Counter()
-    for counts in shard_counts(output_dir):
-        totals.update({key: counts[key] for key in ("attempted", "accepted")})
-        reasons.update(counts["rejected"])
-        requests.update(counts.get("requests", {}))
+    totals = total_counts(done)
+    reasons, requests = totals.get("rejected", {}), totals.get("requests", {})
     scores = read_pairs(output_dir).column("teacher_score").to_pylist()
     stats = {
         "stage": "synthesize",
@@ -152,18 +150,18 @@ def run_synthesize(config: SynthesizeConfig, processor_factory: ProcessorFactory
         "corpus": corpus_report.to_dict(),
         "records": len(records),
         "shards": len(shards),
-        "shards_done": len(done_shards(output_dir)),
+        "shards_done": len(done),
         "attempted": totals["attempted"],
         "accepted": totals["accepted"],
         "rejected": sum(reasons.values()),
         "rejected_by_reason": dict(sorted(reasons.items())),
         "seconds": round(time.perf_counter() - started, 2),
         "counts": {
-            "corpus": {"documents": corpus_report.documents, "passages": corpus_report.passages, "bad records": len(corpus_report.bad_records)},
+            "corpus": corpus_report.counts(),
             "synthesize": {"attempted": totals["attempted"], "accepted": totals["accepted"], **{f"rejected {k}": v for k, v in sorted(reasons.items())}},
         },
     }
     if requests:
         stats["requests"] = dict(requests)
         stats["counts"]["requests"] = dict(requests)
-    return write_report(output_dir, stats, scores, "Synthesis: teacher cosine of accepted pairs")
+    return write_stage_report(output_dir, stats, scores, "Synthesis: teacher cosine of accepted pairs")

@@ -29,7 +29,9 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Iterator
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -37,8 +39,9 @@ from embedforge.config import ConfigModel, DataPath
 from embedforge.session import RayConfig, ensure_ray
 from embedforge.synthesis.corpus import CorpusConfig, read_passages
 from embedforge.synthesis.ray_data import SYNTHESIS_RAY, RayDataConfig, completed_shards, from_rows
-from embedforge.synthesis.report import write_report
-from embedforge.synthesis.shards import check_manifest, chunks, config_identity, done_shards, plan_fingerprint, shard_counts, write_shard
+from embedforge.synthesis.report import write_stage_report
+from embedforge.synthesis.resume import Shard, check_plan, total_counts, write_shards
+from embedforge.synthesis.shards import chunks
 
 KINDS = ("title", "ict", "crop")
 """Pair kinds in the order each passage's slots are made."""
@@ -304,6 +307,17 @@ def shard_stats(pairs: list[dict], rejections: list[dict], passages: int) -> dic
     }
 
 
+def weak_shards(pending: dict[int, list[dict]], rules: WeakRules, config: WeakConfig) -> Iterator[Shard]:
+    """The pending shards' passages through :func:`weak_batch` on Ray Data, each shard as soon as its last passage is back."""
+    ensure_ray(config.ray)
+    todo = [{name: p[name] for name in PASSAGE_COLUMNS} for shard in pending.values() for p in shard]
+    dataset = from_rows(todo, config.ray_data.rows_per_block).map_batches(weak_batch, fn_kwargs=dict(rules=rules), batch_size=None, batch_format="numpy", num_cpus=config.ray_data.map_num_cpus)
+    for index, rows in completed_shards(dataset, pending, key="passage_id"):
+        pairs = [pair for r in rows for pair in json.loads(r["pairs"])]
+        rejections = [rejection for r in rows for rejection in json.loads(r["rejections"])]
+        yield Shard(index, pairs, rejections, shard_stats(pairs, rejections, len(rows)))
+
+
 def run_weak(config: WeakConfig) -> dict:
     """Make (or resume) the weak pairs of a corpus; returns the stats that ``stats.json`` also holds."""
     started = time.perf_counter()
@@ -311,29 +325,14 @@ def run_weak(config: WeakConfig) -> dict:
     rules = weak_rules(config)
     passages, corpus_report = read_passages(config.corpus)
     shards = chunks(passages, config.shard_size)
-    fingerprint = plan_fingerprint([config_identity(config), [(p["passage_id"], p["passage"]) for p in passages]])
     slots = len(passages) * sum(count for _, count in rules.kinds)
-    check_manifest(output_dir, {"stage": "weak", "fingerprint": fingerprint, "passages": len(passages), "records": slots, "shards": len(shards)})
-    finished = done_shards(output_dir)
-    pending = {index: shard for index, shard in enumerate(shards) if index not in finished}
-    print(f"weak: {len(passages)} passages ({slots} slots) in {len(shards)} shards; {len(finished)} already done, {len(pending)} to run")
+    plan = [(p["passage_id"], p["passage"]) for p in passages]
+    check_plan(output_dir, "weak", config, plan, passages=len(passages), records=slots, shards=len(shards))
+    make = partial(weak_shards, rules=rules, config=config)
+    done = write_shards(output_dir, shards, make, f"weak: {len(passages)} passages ({slots} slots)")
 
-    if pending:
-        ensure_ray(config.ray)
-        todo = [{name: p[name] for name in PASSAGE_COLUMNS} for shard in pending.values() for p in shard]
-        dataset = from_rows(todo, config.ray_data.rows_per_block).map_batches(weak_batch, fn_kwargs=dict(rules=rules), batch_size=None, batch_format="numpy", num_cpus=config.ray_data.map_num_cpus)
-        for index, rows in completed_shards(dataset, pending, key="passage_id"):
-            pairs = [pair for r in rows for pair in json.loads(r["pairs"])]
-            rejections = [rejection for r in rows for rejection in json.loads(r["rejections"])]
-            write_shard(output_dir, index, pairs, rejections, shard_stats(pairs, rejections, len(rows)))
-
-    totals: Counter = Counter()
-    by_kind: Counter = Counter()
-    reasons: Counter = Counter()
-    for counts in shard_counts(output_dir):
-        totals.update({key: counts[key] for key in ("passages", "attempted", "accepted")})
-        by_kind.update(counts["accepted_by_kind"])
-        reasons.update(counts["rejected"])
+    totals = total_counts(done)
+    by_kind, reasons = totals.get("accepted_by_kind", {}), totals.get("rejected", {})
     stats = {
         "stage": "weak",
         "engine": "weak",
@@ -342,7 +341,7 @@ def run_weak(config: WeakConfig) -> dict:
         "passages": len(passages),
         "records": slots,
         "shards": len(shards),
-        "shards_done": len(done_shards(output_dir)),
+        "shards_done": len(done),
         "attempted": totals["attempted"],
         "accepted": totals["accepted"],
         "accepted_by_kind": dict(sorted(by_kind.items())),
@@ -350,7 +349,7 @@ def run_weak(config: WeakConfig) -> dict:
         "rejected_by_reason": dict(sorted(reasons.items())),
         "seconds": round(time.perf_counter() - started, 2),
         "counts": {
-            "corpus": {"documents": corpus_report.documents, "passages": corpus_report.passages, "bad records": len(corpus_report.bad_records)},
+            "corpus": corpus_report.counts(),
             "weak": {
                 "attempted": totals["attempted"],
                 "accepted": totals["accepted"],
@@ -359,4 +358,4 @@ def run_weak(config: WeakConfig) -> dict:
             },
         },
     }
-    return write_report(output_dir, stats, [], "Weak pairs (title, ICT, crop): no teacher scores")
+    return write_stage_report(output_dir, stats, [], "Weak pairs (title, ICT, crop): no teacher scores")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from embedforge.json_files import read_jsonl
+
 METRICS_FILE = "metrics.jsonl"
 LOSS_CURVE_FILE = "loss_curve.png"
 
@@ -59,11 +61,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
     path = run_dir / METRICS_FILE
     if not path.is_file():
         return []
-    by_step: dict[int, dict] = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            by_step[int(record["step"])] = record
+    by_step = {int(record["step"]): record for _, record in read_jsonl(path)}
     return [by_step[step] for step in sorted(by_step)]
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embedforge.json_files import read_jsonl
 from embedforge.prompts import SYMMETRIC_TASK_TYPES
 
 PAIR_FIELDS = ("query", "positive", "negatives", "instruction")
@@ -50,15 +51,8 @@ def iter_raw_rows(path: Path):
         for index, record in enumerate(pq.read_table(path).to_pylist()):
             yield f"{path}:row {index}", record
         return
-    with path.open() as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: invalid JSON: {error.msg}") from None
-            yield f"{path}:{number}", record
+    for number, record in read_jsonl(path):
+        yield f"{path}:{number}", record
 
 
 def normalise_row(record: Any, where: str, instruction: str | None) -> dict[str, Any]:

@@ -26,14 +26,14 @@ import ray
 
 @ray.remote(num_cpus=1)
 def evaluate(task):
-    from embedforge.eval.runner import run_evaluation
-    from embedforge.eval.settings import EvaluationSettings
+    from embedforge.eval.runner import run_evaluate
+    from embedforge.eval.settings import EvaluateConfig
     from embedforge.eval.tasks import TaskLimits
     from embedforge.models.qwen3 import build_embedder
 
     folder = build_embedder("tiny", max_length=64).save(tempfile.mkdtemp())
-    settings = EvaluationSettings(tasks=[task], limits=TaskLimits(max_queries=3, max_corpus_docs=10))
-    runs = run_evaluation(folder, tempfile.mkdtemp(), settings, device="cpu", label="tiny")
+    settings = EvaluateConfig(tasks=[task], limits=TaskLimits(max_queries=3, max_corpus_docs=10))
+    runs = run_evaluate(folder, tempfile.mkdtemp(), settings, device="cpu", label="tiny")
     return ray.get_runtime_context().get_node_id(), runs["tiny"][task]["main_score"]
 
 ray.init()

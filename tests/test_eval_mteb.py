@@ -1,4 +1,4 @@
-"""The mteb wrappers and ``run_evaluation``, with real models on small subsets."""
+"""The mteb wrappers and ``run_evaluate``, with real models on small subsets."""
 
 from __future__ import annotations
 
@@ -77,17 +77,17 @@ def test_mteb_with_our_encoder_equals_our_own_evaluator(minilm_dir, shared_data)
 
 @pytest.mark.slow
 def test_run_evaluation_on_every_offline_task_with_reranker(tiny_embedder_dir, tiny_reranker_dir, tmp_path):
-    from embedforge.eval.runner import run_evaluation
-    from embedforge.eval.settings import EvaluationSettings
+    from embedforge.eval.runner import run_evaluate
+    from embedforge.eval.settings import EvaluateConfig
     from embedforge.eval.tasks import OFFLINE_TASKS
 
-    settings = EvaluationSettings(
+    settings = EvaluateConfig(
         tasks=list(OFFLINE_TASKS),
         limits=TaskLimits(
             max_queries=3, max_corpus_docs=8, languages=["de"], classification_experiments=1, classification_samples_per_label=2
         ),
     )
-    runs = run_evaluation(tiny_embedder_dir, tmp_path, settings, reranker=tiny_reranker_dir, device="cpu", label="tiny")
+    runs = run_evaluate(tiny_embedder_dir, tmp_path, settings, reranker=tiny_reranker_dir, device="cpu", label="tiny")
     retrieval = ["scifact-dev", "cranfield", "xquad", "xquad-crosslingual"]
     assert list(runs) == ["tiny", "tiny+reranker"]
     assert list(runs["tiny"]) == list(OFFLINE_TASKS) and list(runs["tiny+reranker"]) == retrieval

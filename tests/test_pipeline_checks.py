@@ -62,14 +62,14 @@ def test_a_reference_to_a_stage_not_configured(tiny, tmp_path):
 
 def test_task_names_input_paths_and_models(tiny, tmp_path):
     data = copy.deepcopy(tiny)
-    data["evaluation"]["tasks"] = ["scifact-dev", "scifact-dve"]
+    data["evaluate"]["tasks"] = ["scifact-dev", "scifact-dve"]
     data["mine_labelled"]["labelled"]["qrels"] = str(tmp_path / "no-qrels.tsv")
     data["reranker"]["model"]["base"] = str(tmp_path / "no-model")
     problems = problems_of(data, tmp_path)
     assert len(problems) == 3
     assert problems[0] == f"mine_labelled.labelled.qrels: {tmp_path / 'no-qrels.tsv'} does not exist"
     assert problems[1] == f"reranker.model.base: model folder not found: {tmp_path / 'no-model'}"
-    assert problems[2].startswith("evaluation.tasks: unknown task 'scifact-dve': not an offline task")
+    assert problems[2].startswith("evaluate.tasks: unknown task 'scifact-dve': not an offline task")
 
 
 def test_a_run_dir_that_cannot_be_created(tiny, tmp_path):
@@ -83,7 +83,7 @@ def test_embedforge_run_reports_every_problem_before_ray_starts(tiny, tmp_path, 
     data = copy.deepcopy(tiny)
     data["run_dir"] = str(tmp_path / "run")
     data["stage2"]["model"]["base"] = "@stgae1"
-    data["evaluation"]["tasks"] = ["scifact-dve"]
+    data["evaluate"]["tasks"] = ["scifact-dve"]
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump(data))
     started = time.perf_counter()
@@ -91,7 +91,7 @@ def test_embedforge_run_reports_every_problem_before_ray_starts(tiny, tmp_path, 
     assert time.perf_counter() - started < 30 and not ray.is_initialized()
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2 and all(line.startswith(f"embedforge run: error: {config}: ") for line in lines)
-    assert "stage2.model.base: reference '@stgae1'" in lines[0] and "evaluation.tasks: unknown task 'scifact-dve'" in lines[1]
+    assert "stage2.model.base: reference '@stgae1'" in lines[0] and "evaluate.tasks: unknown task 'scifact-dve'" in lines[1]
     assert not (tmp_path / "run").exists()
 
 
@@ -109,11 +109,16 @@ def test_stage_ray_settings_that_cannot_apply_get_one_line_per_stage(tiny, tmp_p
     assert ray_settings_not_applied(parse_config({**tiny, "run_dir": str(tmp_path / "run")}, PipelineConfig)) == []
 
 
-def test_local_ray_cpus_names_the_ray_section_that_replaced_it(tiny, tmp_path, capsys):
-    data = {key: value for key, value in tiny.items() if key != "ray"}
+@pytest.mark.parametrize(
+    "old,new,hint",
+    [
+        ("local_ray_cpus", "ray", "local_ray_cpus: replaced by the top-level ray section; write ray: {num_cpus: N}"),
+        ("evaluation", "evaluate", "evaluation: renamed evaluate, the stage's name (as in `embedforge evaluate`)"),
+    ],
+)
+def test_an_old_key_names_what_replaced_it(tiny, tmp_path, capsys, old, new, hint):
+    data = {key: value for key, value in tiny.items() if key != new}
     config = tmp_path / "pipeline.yaml"
-    config.write_text(yaml.safe_dump({**data, "run_dir": str(tmp_path / "run"), "local_ray_cpus": 4}))
+    config.write_text(yaml.safe_dump({**data, "run_dir": str(tmp_path / "run"), old: tiny.get(new, 4)}))
     assert main(["run", str(config)]) == 2
-    assert capsys.readouterr().err.splitlines() == [
-        f"embedforge run: error: {config}: <root>: Value error, local_ray_cpus: replaced by the top-level ray section; write ray: {{num_cpus: N}}"
-    ]
+    assert capsys.readouterr().err.splitlines() == [f"embedforge run: error: {config}: <root>: Value error, {hint}"]

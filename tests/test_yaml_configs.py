@@ -8,7 +8,7 @@ import yaml
 
 from embedforge.cli import COMMANDS
 from embedforge.config import load_config
-from embedforge.eval.settings import EvaluationSettings
+from embedforge.eval.settings import EvaluateConfig
 from embedforge.merge import MergeConfig
 from embedforge.pipeline.config import PipelineConfig
 from embedforge.synthesis.filter import FilterConfig
@@ -29,7 +29,7 @@ LOADERS = {
     "train": load_stage_config,
     "merge": lambda path: load_config(path, MergeConfig),
     "run": lambda path: load_config(path, PipelineConfig),
-    "evaluate": lambda path: load_config(path, EvaluationSettings),
+    "evaluate": lambda path: load_config(path, EvaluateConfig),
 }
 
 

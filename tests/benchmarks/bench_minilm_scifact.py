@@ -68,8 +68,8 @@ def scores(folder: Path, data, reranker: Path | None = None) -> dict[str, float]
     """nDCG@10 on the dev subset (dense, and reranked when a reranker is given) and STSb-dev Spearman."""
     from embedforge.eval.metrics import retrieval_scores
     from embedforge.eval.retrieval import search
-    from embedforge.eval.runner import run_evaluation
-    from embedforge.eval.settings import EvaluationSettings
+    from embedforge.eval.runner import run_evaluate
+    from embedforge.eval.settings import EvaluateConfig
 
     corpus, queries, qrels = data
     model = load_embedder(folder)
@@ -85,7 +85,7 @@ def scores(folder: Path, data, reranker: Path | None = None) -> dict[str, float]
             values = judge.score(queries[query_id], [corpus[doc_id].full_text for doc_id in top], batch_size=32, logits=True)
             reranked[query_id] = {doc_id: float(value) for doc_id, value in zip(top, values)}
         out["reranked_ndcg_at_10"] = retrieval_scores(reranked, qrels)["ndcg_at_10"]
-    sts = run_evaluation(folder, Path("/tmp/bench-minilm-scifact-sts") / folder.name, EvaluationSettings(tasks=["stsb-dev"], batch_size=64), device="cpu", label="sts")
+    sts = run_evaluate(folder, Path("/tmp/bench-minilm-scifact-sts") / folder.name, EvaluateConfig(tasks=["stsb-dev"], batch_size=64), device="cpu", label="sts")
     out["stsb_spearman"] = sts["sts"]["stsb-dev"]["main_score"]
     return out
 

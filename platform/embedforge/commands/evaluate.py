@@ -35,14 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from embedforge.config import ConfigError
-    from embedforge.eval.runner import run_evaluation
-    from embedforge.eval.settings import EvaluationSettings
+    from embedforge.eval.runner import run_evaluate
+    from embedforge.eval.settings import EvaluateConfig
     from embedforge.eval.tasks import TaskLimits, check_task_names
     from embedforge.models.folders import require_kind
     from embedforge.models.registry import resolve_model
     from embedforge.outputs import check_writable
 
-    settings = EvaluationSettings(
+    settings = EvaluateConfig(
         tasks=[name.strip() for name in args.tasks.split(",") if name.strip()],
         limits=TaskLimits(
             max_queries=args.max_queries,
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError("\n".join(problems))
     check_writable(args.output)
-    runs = run_evaluation(args.model, args.output, settings, reranker=args.reranker, device=args.device, show_progress=True)
+    runs = run_evaluate(args.model, args.output, settings, reranker=args.reranker, device=args.device, show_progress=True)
     entries = sum(len(by_task) for by_task in runs.values())
     print((args.output / "results.md").read_text())
     print(f"wrote {args.output / 'results.json'} ({entries} task entries) and {args.output / 'main_scores.png'}")

@@ -1,4 +1,4 @@
-"""``run_evaluation``: a model (and optionally a reranker) on a list of tasks, through mteb.
+"""``run_evaluate``: a model (and optionally a reranker) on a list of tasks, through mteb.
 
 Writes into the output folder:
 
@@ -7,9 +7,9 @@ Writes into the output folder:
 - ``results_by_subset.json``: the same per split and subset (languages, language pairs);
 - ``results.md``: a table of main scores; ``main_scores.png``: the same as a chart.
 
-:func:`run_evaluation` returns the scores by run: the model's label, and with a reranker
+:func:`run_evaluate` returns the scores by run: the model's label, and with a reranker
 ``"<label>+reranker"`` as a run of its own, so reports compare them side by side. The
-pipeline calls it with the ``EvaluationSettings`` of its config; ``embedforge evaluate``
+pipeline calls it with the ``EvaluateConfig`` of its config; ``embedforge evaluate``
 builds the settings from its flags.
 """
 
@@ -22,7 +22,7 @@ from typing import Mapping
 
 from embedforge.eval.report import main_score_table, plot_main_scores
 from embedforge.eval.results import Metrics, mean_metrics, subset_metrics
-from embedforge.eval.settings import EvaluationSettings
+from embedforge.eval.settings import EvaluateConfig
 from embedforge.eval.tasks import build_task
 from embedforge.json_files import write_json
 
@@ -32,10 +32,10 @@ RERANKED_SUFFIX = "+reranker"
 RERANKABLE_TYPES = {"Retrieval"}
 
 
-def run_evaluation(
+def run_evaluate(
     model: str | Path,
     output_dir: str | Path,
-    settings: EvaluationSettings | None = None,
+    settings: EvaluateConfig | None = None,
     *,
     reranker: str | Path | None = None,
     device: str | None = None,
@@ -55,7 +55,7 @@ def run_evaluation(
     from embedforge.models.embedder import Embedder
     from embedforge.models.registry import resolve_model
 
-    settings = settings or EvaluationSettings()
+    settings = settings or EvaluateConfig()
     output_dir = Path(output_dir)
     tasks = [build_task(name, settings.limits) for name in settings.tasks]
     name = label or Path(str(model)).name

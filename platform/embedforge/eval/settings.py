@@ -1,7 +1,7 @@
-"""``EvaluationSettings``: which tasks to evaluate on, how much of each, and how.
+"""``EvaluateConfig``: which tasks to evaluate on, how much of each, and how.
 
-``embedforge evaluate`` builds them from its flags, a pipeline's ``evaluation`` section is
-one, and :func:`embedforge.eval.runner.run_evaluation` takes them.
+``embedforge evaluate`` builds one from its flags, a pipeline's ``evaluate`` section is
+one, and :func:`embedforge.eval.runner.run_evaluate` takes it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from embedforge.config import ConfigModel
 from embedforge.eval.tasks.limits import TaskLimits
 
 
-class EvaluationSettings(ConfigModel):
+class EvaluateConfig(ConfigModel):
     """What to evaluate and how much of it."""
 
     tasks: list[str] = Field(default_factory=lambda: ["scifact-dev"], min_length=1)

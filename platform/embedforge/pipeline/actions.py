@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 from embedforge.pipeline.stages import StageResult
 
 if TYPE_CHECKING:
-    from embedforge.eval.settings import EvaluationSettings
+    from embedforge.eval.settings import EvaluateConfig
     from embedforge.merge import MergeConfig
     from embedforge.pipeline.config import ServeSection
     from embedforge.synthesis.filter import FilterConfig
@@ -126,19 +126,19 @@ def models_to_compare(upstream: Upstream) -> dict[str, str]:
     return models
 
 
-def evaluate(section: "EvaluationSettings", folder: Path, upstream: Upstream) -> dict:
+def evaluate(section: "EvaluateConfig", folder: Path, upstream: Upstream) -> dict:
     """Evaluate each model on the offline tasks; the reranker reranks the merged model's top hits.
 
     ``results`` holds one run per label; the reranked run is ``merged+reranker``, beside ``merged``.
     """
-    from embedforge.eval.runner import run_evaluation
+    from embedforge.eval.runner import run_evaluate
 
     models = models_to_compare(upstream)
     reranker = output_of(upstream, "reranker")
     results = {}
     for label, path in models.items():
         with_reranker = reranker if label == "merged" else None
-        results.update(run_evaluation(path, folder / label, section, reranker=with_reranker, label=label))
+        results.update(run_evaluate(path, folder / label, section, reranker=with_reranker, label=label))
     (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return {"output": str(folder), "models": models, "reranker": reranker, "results": results}
 

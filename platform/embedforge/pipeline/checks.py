@@ -95,7 +95,7 @@ def ray_settings_not_applied(config: BaseModel) -> list[str]:
 
 def check_pipeline(config: BaseModel) -> list[str]:
     """Every problem of a pipeline config that can be found without running a stage, one line each."""
-    from embedforge.eval.settings import EvaluationSettings
+    from embedforge.eval.settings import EvaluateConfig
     from embedforge.eval.tasks import check_task_names
     from embedforge.inputs import input_problems
     from embedforge.outputs import check_writable
@@ -105,7 +105,7 @@ def check_pipeline(config: BaseModel) -> list[str]:
         section = getattr(config, name)
         if section is None:
             continue
-        if isinstance(section, EvaluationSettings):
+        if isinstance(section, EvaluateConfig):
             problems += [f"{name}.tasks: {problem}" for problem in check_task_names(section.tasks)]
         problems += input_problems(section, f"{name}.")
     try:

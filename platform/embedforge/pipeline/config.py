@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from embedforge.config import ConfigModel, DataPath
-from embedforge.eval.settings import EvaluationSettings
+from embedforge.eval.settings import EvaluateConfig
 from embedforge.merge import MergeConfig
 from embedforge.pipeline.references import OWN_FOLDER
 from embedforge.session import RayConfig
@@ -38,6 +38,13 @@ class ServeSection(ConfigModel):
     keep_alive: bool = False
     """Keep the endpoint up until Ctrl-C; by default it answers one sample request and stops."""
     sample_query: str = "What is the role of microRNAs in cancer?"
+
+
+RENAMED_KEYS = {
+    "local_ray_cpus": "replaced by the top-level ray section; write ray: {num_cpus: N}",
+    "evaluation": "renamed evaluate, the stage's name (as in `embedforge evaluate`)",
+}
+"""Keys of older pipeline files, refused with what to write instead."""
 
 
 class PipelineConfig(ConfigModel):
@@ -67,14 +74,16 @@ class PipelineConfig(ConfigModel):
     """Stage 3, as ``embedforge merge --config`` takes it; by default the checkpoints stage 2
     kept at ``run.merge_steps``, merged into ``model/`` in the stage's folder."""
     reranker: TrainConfig | None = None
-    evaluation: EvaluationSettings = EvaluationSettings()
+    evaluate: EvaluateConfig = EvaluateConfig()
     serve: ServeSection | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _no_local_ray_cpus(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "local_ray_cpus" in data:
-            raise ValueError("local_ray_cpus: replaced by the top-level ray section; write ray: {num_cpus: N}")
+    def _no_renamed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, hint in RENAMED_KEYS.items():
+                if key in data:
+                    raise ValueError(f"{key}: {hint}")
         return data
 
     @model_validator(mode="before")

@@ -78,7 +78,7 @@ def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> 
     pipeline.stage("stage2_from_base", config.stage2_from_base, actions.train)
     pipeline.stage("merge", config.merge, actions.merge, needs=("stage2",))
     pipeline.stage("reranker", config.reranker, actions.train)
-    pipeline.stage("evaluate", config.evaluation, actions.evaluate, needs=(*TRAIN_STAGES, "merge"))
+    pipeline.stage("evaluate", config.evaluate, actions.evaluate, needs=(*TRAIN_STAGES, "merge"))
     report = write_run_report({name: result.summary for name, result in pipeline.results.items()}, pipeline.run_dir)
     log(f"run report: {report}")
     if config.serve is not None:

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from embedforge.commands.data_stage import add_arguments, run_data_stage
 
 HELP = "Filter synthetic pairs: teacher-score band, length bounds, exact and near duplicates."
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, required=True, help="YAML config (see jobs/configs/)")
+__all__ = ["HELP", "add_arguments", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    from embedforge.config import load_config
     from embedforge.synthesis.filter import FilterConfig, run_filter
-    from embedforge.synthesis.summary import print_summary
 
-    config = load_config(args.config, FilterConfig)
-    print_summary(run_filter(config), config.output_dir)
-    return 0
+    return run_data_stage(args, FilterConfig, run_filter)

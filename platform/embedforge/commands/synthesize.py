@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from embedforge.commands.data_stage import add_arguments, run_data_stage
 
 HELP = "Synthesize (query, passage) training pairs from a corpus with an LLM, on Ray Data."
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, required=True, help="YAML config (see jobs/configs/)")
+__all__ = ["HELP", "add_arguments", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    from embedforge.config import load_config
     from embedforge.synthesis.synthesize import SynthesizeConfig, run_synthesize
-    from embedforge.synthesis.summary import print_summary
 
-    config = load_config(args.config, SynthesizeConfig)
-    print_summary(run_synthesize(config), config.output_dir)
-    return 0
+    return run_data_stage(args, SynthesizeConfig, run_synthesize)

@@ -162,7 +162,7 @@ def test_pipeline_job_succeeds_and_a_resubmission_resumes(three_node_cluster, tm
     client = job_client(three_node_cluster)
     entrypoint = shlex.join(["python", "-m", "embedforge.cli", "run", str(config)])
     status, logs = run_job(client, entrypoint)
-    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    assert status == JobStatus.SUCCEEDED, f"cluster at {three_node_cluster.address}\n{logs[-3000:]}"
     stages = ("weak", "stage2", "merge", "evaluate")
     for stage in stages:
         assert f"[{stage}] done in" in logs, f"{stage} did not run"

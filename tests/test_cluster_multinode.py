@@ -102,6 +102,9 @@ def three_node_cluster():
                     "temp_dir": ray_temp,
                 },
             )
+            # A job's supervisor looks its cluster up in <head temp_dir>/ray_current_cluster; without
+            # that file it hands the job any Ray it finds on the machine (another test's, on a busy one).
+            Path(ray_temp, "ray_current_cluster").write_text(cluster.address)
             for _ in range(2):
                 cluster.add_node(num_cpus=1, temp_dir=ray_temp)
             cluster.wait_for_nodes()

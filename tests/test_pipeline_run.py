@@ -2,7 +2,8 @@
 
 Stage 1 must train on the weak pool (the ``weak`` stage's pairs and the unfiltered synthetic
 pairs), stage 2 on the labelled pairs; every model stage gets its stable name under
-``run_dir``; the report compares every model with the base.
+``run_dir``; the report compares every model with the base, and its numbers are those of a
+separate ``embedforge evaluate``.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def test_autoscaling_scales_the_embedder_up_under_load_and_down_when_idle(local_
         for thread in threads:
             thread.start()
         try:
-            # bounds far above the idle machine's (about 10 s each): a second replica starts a process and loads the model
+            # bounds far above what an idle machine needs: a second replica starts a process and loads the model
             wait_for(lambda: replicas("scaling", "Embedder") == 2, 300, "the Embedder to scale up to 2 replicas")
         finally:
             stop.set()

@@ -4,7 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
-export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/embedforge/torch_extensions
+# DeepSpeed's CPU comm op is compiled against this venv's torch: built once by `make setup`,
+# kept in the venv (venvs that share one folder rebuild it over each other).
+export TORCH_EXTENSIONS_DIR ?= $(abspath $(VENV))/torch_extensions
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -19,6 +21,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
 	$(PY) -m pip install --quiet -e ".[dev,deepspeed]"
+	$(PY) -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -27,7 +30,7 @@ quickstart: setup
 	$(VENV)/bin/embedforge run jobs/configs/quickstart.yaml
 
 test: setup
-	$(PY) -m pytest tests -q --durations=25
+	$(PY) -m pytest tests -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 # Each script rewrites its own section of docs/benchmarks.md.
 bench: setup

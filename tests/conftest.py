@@ -22,6 +22,13 @@ use_fast_path()  # every Ray the tests start serves the way `embedforge serve` d
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Modules with a slow test run first (order otherwise kept), so that ``make test``'s
+    ``-n 2 --dist loadfile --no-loadscope-reorder`` ends on short modules, not on one long one."""
+    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module.__name__ not in slow_modules)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     from embedforge.paths import shared_data_dir

@@ -138,7 +138,7 @@ def test_fake_cluster_scales_workers_up_for_a_job_and_down_when_idle(fake_cluste
         time.sleep(seconds)
         return ray.get_runtime_context().get_node_id()
 
-    pending = [hold.remote(20) for _ in range(2)]
+    pending = [hold.remote(5) for _ in range(2)]  # runs only once a worker node is up; idle removal takes longer
     workers = wait_for(lambda: len(alive_workers(ray)) >= 1 and alive_workers(ray), 180, "the autoscaler to add a worker node")
     assert all(node["Resources"].get("CPU") == 1.0 for node in workers)  # the ray.worker.cpu node type
     node_ids = set(ray.get(pending, timeout=300))

@@ -2,7 +2,8 @@
 
 Stage 1 must train on the weak pool (the ``weak`` stage's pairs and the unfiltered synthetic
 pairs), stage 2 on the labelled pairs; every model stage gets its stable name under
-``run_dir``; the report compares every model with the base.
+``run_dir``; the report compares every model with the base, and its numbers are those of a
+separate ``embedforge evaluate``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,25 @@ def test_report_shows_every_model_against_the_base(tiny_run):
     assert "## Change against the base model" in report
     delta_header = next(line for line in report.splitlines() if line.startswith("| task | stage1 - base"))
     assert "merged - base" in delta_header
+
+
+def test_report_numbers_equal_a_separate_evaluate(tiny_run, tmp_path):
+    """``embedforge evaluate`` on the merged model and reranker gives the pipeline's numbers."""
+    from embedforge.cli import main
+
+    config, results, _ = tiny_run
+    evaluate = results["evaluate"]
+    pipeline_results = json.loads((evaluate.folder / "merged" / "results.json").read_text())  # as `embedforge evaluate` writes it
+    settings = config.evaluate
+    output = tmp_path / "separate-evaluate"
+    arguments = ["evaluate", "--model", evaluate.summary["models"]["merged"], "--reranker", evaluate.summary["reranker"],
+                 "--tasks", ",".join(settings.tasks), "--max-queries", str(settings.limits.max_queries),
+                 "--max-corpus-docs", str(settings.limits.max_corpus_docs), "--rerank-top-k", str(settings.rerank_top_k), "--output", str(output)]  # fmt: skip
+    assert main(arguments) == 0
+    separate = json.loads((output / "results.json").read_text())
+    assert set(separate) == set(pipeline_results)
+    for task, metrics in separate.items():
+        assert abs(metrics["main_score"] - pipeline_results[task]["main_score"]) < 1e-6, task
 
 
 def test_a_second_run_skips_every_stage(tiny_run):

@@ -74,7 +74,10 @@ def test_autoscaling_scales_the_embedder_up_under_load_and_down_when_idle(local_
     app = config["applications"][0]
     app["name"] = "scaling"
     app["args"].update(embedder=str(tiny_embedder_dir), embedder_name="tiny", api_key_env="EMBEDFORGE_TEST_UNSET_KEYS")
-    fast = {"upscale_delay_s": 1, "downscale_delay_s": 4, "metrics_interval_s": 0.5, "look_back_period_s": 1}
+    # 16 clients that each keep one request in flight against a target of 2 per replica: an 8x
+    # overload. The 5 s look-back averages over several metric pushes, so a replica whose
+    # pushes are late on a busy machine still reports the load.
+    fast = {"upscale_delay_s": 1, "downscale_delay_s": 4, "metrics_interval_s": 0.5, "look_back_period_s": 5}
     for deployment in app["deployments"]:
         deployment["ray_actor_options"] = {"num_cpus": 0.25}
         deployment["autoscaling_config"].update(fast, min_replicas=1, max_replicas=2, target_ongoing_requests=2)
@@ -93,13 +96,14 @@ def test_autoscaling_scales_the_embedder_up_under_load_and_down_when_idle(local_
         for thread in threads:
             thread.start()
         try:
-            wait_for(lambda: replicas("scaling", "Embedder") == 2, 90, "the Embedder to scale up to 2 replicas")
+            # bounds far above what an idle machine needs: a second replica starts a process and loads the model
+            wait_for(lambda: replicas("scaling", "Embedder") == 2, 300, "the Embedder to scale up to 2 replicas")
         finally:
             stop.set()
             for thread in threads:
                 thread.join()
         assert statuses and set(statuses) == {200}
-        wait_for(lambda: replicas("scaling", "Embedder") == 1, 90, "the Embedder to scale back down to 1 replica")
+        wait_for(lambda: replicas("scaling", "Embedder") == 1, 300, "the Embedder to scale back down to 1 replica")
 
         long_text = "word " * 200  # the tiny model's max_length is 64: truncated, not rejected, per this config
         response = httpx.post(f"{url}/v1/embeddings", json={"model": "tiny", "input": long_text}, timeout=60)

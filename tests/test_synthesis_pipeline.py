@@ -112,17 +112,19 @@ def test_filter_on_labelled_scifact_pairs(local_ray, shared_data, tmp_path):
 
 @pytest.mark.slow
 def test_killed_synthesis_resumes_without_duplicates_or_gaps(local_ray, chat_server, tmp_path, capsys):
-    """Kill ``python -m embedforge synthesize`` (and its private Ray) mid-run, then re-run in-process.
+    """SIGKILL ``embedforge synthesize`` mid-run, then re-run it through the CLI.
 
-    The scripted endpoint answers one query and holds the rest, so exactly one shard is done
-    when the kill lands, however fast the machine.
+    The killed job joins this module's Ray (saving a Ray start-up); Ray ends the job's
+    workers when its driver dies. The scripted endpoint answers one query and holds the rest,
+    so exactly one shard is done when the kill lands, however fast the machine.
     """
     output = tmp_path / "synthesized"
     settings = synth_config(output, max_docs=4, shard_size=1, batch_size=1)
     settings["generator"] = {"engine": "openai", "model": "scripted", "openai": {"url": chat_server.url, "api_key_env": None, "batch_size": 1, "max_retries": 1}}
     config = write_yaml(tmp_path / "s.yaml", settings)
     chat_server.query_budget = 1
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "platform"), os.environ.get("PYTHONPATH", "")]))
+    python_path = os.pathsep.join([str(REPO / "platform"), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=python_path, RAY_ADDRESS=local_ray)
     command = [sys.executable, "-m", "embedforge", "synthesize", "--config", str(config)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -133,7 +135,7 @@ def test_killed_synthesis_resumes_without_duplicates_or_gaps(local_ray, chat_ser
             time.sleep(0.1)
         time.sleep(1.0)  # room for a wrongly written second shard to show up
     finally:
-        os.killpg(process.pid, signal.SIGKILL)  # the job, its local Ray and its workers: all ours
+        os.killpg(process.pid, signal.SIGKILL)  # the job's driver: ours
         process.wait()
     manifest = json.loads((output / "manifest.json").read_text())
     before = {p.name: p.stat().st_mtime_ns for p in (output / "done").glob("*.json")}

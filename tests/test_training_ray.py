@@ -2,7 +2,7 @@
 
 Each run pays Ray Train and worker start-up (about 20-60 s here), so these are marked slow.
 DeepSpeed compiles its CPU comm op once into ``TORCH_EXTENSIONS_DIR`` (about 45 s the first
-time; the Makefile points it at ~/.cache/embedforge/torch_extensions).
+time): ``make setup`` builds it into ``.venv/torch_extensions``, the default here too.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from embedforge.config import parse_config
 from embedforge.training.config import TrainConfig
 from embedforge.training.pairs import write_pair_rows
 
-os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "embedforge" / "torch_extensions"))
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
 
 TOPICS = ["apple", "river", "engine", "violin", "galaxy", "protein", "glacier", "bridge",
           "coffee", "tiger", "laser", "desert", "compiler", "harbor", "vaccine", "volcano"]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
-os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache/embedforge/torch_extensions"))
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
 
 OTHER_DOCS = 1000
 EVAL_MAX_LENGTH = 128

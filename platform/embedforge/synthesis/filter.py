@@ -396,7 +396,7 @@ def run_filter(config: FilterConfig) -> dict:
     seconds = {"setup": time.perf_counter() - started}
     if not step_done(work, "rows"):
         scoring = {"reused": 0, "recomputed": 0}
-        if files:
+        if records:  # empty shards (a generator whose every record was rejected) need no teacher
             counts = scoring_counts(files, config, identity)
             scoring = {"reused": counts["reused"], "recomputed": counts["recomputed"]}
             score_rows(files, config, identity, counts["not_reusable"], banding).write_parquet(fresh(work / "rows"))

@@ -61,7 +61,7 @@ def small_pipeline(run_dir: Path) -> dict:
             "scaling": {"num_workers": 2, "cpus_per_worker": 0.5},
             "run": {"checkpoint_every": 1, "merge_steps": [1, 2], "log_every": 1},
         },
-        "evaluation": {"tasks": ["scifact-dev"], "limits": {"max_queries": 5, "max_corpus_docs": 20}},
+        "evaluate": {"tasks": ["scifact-dev"], "limits": {"max_queries": 5, "max_corpus_docs": 20}},
     }
 
 

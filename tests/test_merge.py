@@ -336,3 +336,11 @@ def test_merge_command_runs_a_yaml_config_and_train_points_stage_3_there(tmp_pat
     assert line == (f"embedforge train: error: {stage3}: stage: 3 is the merge, not training: "
                     f"run it with `embedforge merge --config {stage3}` (without the stage key)")
     assert f"{stage3}: stage: Extra inputs are not permitted" in error_of("merge", "--config", str(stage3))
+
+
+def test_the_old_models_key_names_checkpoints():
+    from embedforge.config import parse_config
+    from embedforge.merge import MergeConfig
+
+    with pytest.raises(ValueError, match=r"models: renamed checkpoints"):
+        parse_config({"models": ["a", "b"]}, MergeConfig, "m.yaml")

@@ -12,7 +12,7 @@ import json
 import math
 import shutil
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from pydantic import Field, model_validator
@@ -308,6 +308,13 @@ class MergeConfig(ConfigModel):
     ``embedforge merge``; in a pipeline the default is ``model/`` in the stage's own folder."""
     overwrite: bool = False
     """Replace a non-empty ``output`` folder (only once the merge has succeeded)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_models_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "models" in data:
+            raise ValueError("models: renamed checkpoints (the same list), as `embedforge merge --checkpoints` calls it")
+        return data
 
     @model_validator(mode="after")
     def _one_weight_per_checkpoint(self) -> "MergeConfig":

@@ -30,7 +30,7 @@ quickstart: setup
 	$(VENV)/bin/embedforge run jobs/configs/quickstart.yaml
 
 test: setup
-	$(PY) -m pytest tests -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25
+	$(PY) -m pytest tests -q --durations=25
 
 # Each script rewrites its own section of docs/benchmarks.md.
 bench: setup

@@ -12,16 +12,16 @@ import json
 import math
 import shutil
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
-import torch
 from pydantic import Field, model_validator
-from safetensors.torch import load_file, save_file
-from torch import Tensor
 
 from embedforge.config import ConfigError, ConfigModel, DataPath
 
-StateDict = Mapping[str, Tensor]
+if TYPE_CHECKING:
+    from torch import Tensor
+
+StateDict = Mapping[str, "Tensor"]
 MergeMethod = Literal["slerp", "linear"]
 
 WEIGHTS_NAME = "model.safetensors"
@@ -50,6 +50,8 @@ _NOT_COPIED = (
 
 def lerp(a: Tensor, b: Tensor, t: float) -> Tensor:
     """``(1 - t) * a + t * b``, computed in at least float32 and cast back to a's dtype."""
+    import torch
+
     work = torch.promote_types(a.dtype, torch.float32)
     return ((1 - t) * a.to(work) + t * b.to(work)).to(a.dtype)
 
@@ -75,6 +77,8 @@ def slerp(a: Tensor, b: Tensor, t: float, eps: float = 1e-4) -> Tensor:
     ``t < 0.5``, else from ``b``. The math runs in at least float32 and the result has
     ``a``'s dtype.
     """
+    import torch
+
     if a.shape != b.shape:
         raise ValueError(f"slerp needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
     if not 0.0 <= t <= 1.0:
@@ -147,6 +151,8 @@ def merge_state_dicts(
 
 def _linear(kept: Sequence[tuple[StateDict, float]]) -> dict[str, Tensor]:
     """Weighted average of state dicts whose weights already sum to 1."""
+    import torch
+
     heaviest = max(kept, key=lambda pair: pair[1])[0]
     merged: dict[str, Tensor] = {}
     for key, first in kept[0][0].items():
@@ -206,6 +212,8 @@ def load_checkpoint_weights(folder: Path) -> dict[str, Tensor]:
     ``2_Dense/``) are not read. Raises FileNotFoundError naming the folder when there is
     nothing to load.
     """
+    from safetensors.torch import load_file
+
     folder = Path(folder)
     if (folder / WEIGHTS_NAME).is_file():
         return load_file(folder / WEIGHTS_NAME)
@@ -233,6 +241,8 @@ def _shard_files(folder: Path, index_name: str, pattern: str) -> list[Path]:
 
 
 def _load_bin(path: Path) -> dict[str, Tensor]:
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -256,6 +266,8 @@ def merge_checkpoints(
 
     ``output_dir`` must not exist or be empty, and must not be one of the inputs.
     """
+    from safetensors.torch import save_file
+
     checkpoint_dirs = [Path(d) for d in checkpoint_dirs]
     output_dir = Path(output_dir)
     if not checkpoint_dirs:

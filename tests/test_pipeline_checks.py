@@ -10,7 +10,7 @@ import yaml
 
 from embedforge.cli import main
 from embedforge.config import parse_config
-from embedforge.pipeline.checks import check_pipeline, ray_settings_not_applied, section_names
+from embedforge.pipeline.checks import check_pipeline, ray_settings_not_applied
 from embedforge.pipeline.config import PipelineConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -32,11 +32,16 @@ def test_shipped_pipeline_configs_have_no_problems(tiny, tmp_path):
     assert problems_of(quickstart, tmp_path) == []
 
 
-def test_sections_are_stages_in_declaration_order():
-    names = section_names(PipelineConfig)
+def stage_names(data: dict) -> list[str]:
+    return list(parse_config({**data, "run_dir": "r"}, PipelineConfig).stage_sections())
+
+
+def test_sections_are_stages_in_run_order_with_the_variants_after_stage2(tiny):
+    variant = {**tiny["stage2"], "optim": {**tiny["stage2"]["optim"], "lr": 5e-5}}
+    names = stage_names({**tiny, "stage2_variants": {"lr5": variant}})
     assert names[:5] == ["weak", "synthesize", "filter", "mine_synthetic", "mine_labelled"]
-    assert names.index("stage1") < names.index("stage2") < names.index("merge") < names.index("reranker")
-    assert "run_dir" not in names and "ray" not in names
+    assert names.index("stage1") < names.index("stage2") < names.index("stage2_lr5") < names.index("merge") < names.index("reranker")
+    assert "run_dir" not in names and "ray" not in names and "stage2_variants" not in names
 
 
 def test_bad_references_are_named_with_their_field(tiny, tmp_path):
@@ -47,7 +52,7 @@ def test_bad_references_are_named_with_their_field(tiny, tmp_path):
     problems = problems_of(data, tmp_path)
     assert problems == [
         "filter.input_dir: reference '@stage1' names a stage that runs later (stages run in the order "
-        + ", ".join(section_names(PipelineConfig))
+        + ", ".join(stage_names(tiny))
         + ")",
         "stage2.model.base: reference '@stgae1' names no stage; did you mean '@stage1'?",
         "reranker.data.datasets.0.path: reference '@reranker' is the stage itself; use '@out' for its own folder",

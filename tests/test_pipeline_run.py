@@ -66,6 +66,19 @@ def test_report_shows_every_model_against_the_base(tiny_run):
     assert "merged - base" in delta_header
 
 
+def test_the_run_gates_the_final_model_and_the_reranker_on_its_own_scores(tiny_run):
+    config, results, _ = tiny_run
+    evaluate = results["evaluate"].summary
+    scores = {label: {task: metrics["main_score"] for task, metrics in runs.items()} for label, runs in evaluate["results"].items()}
+    pairs = {(gate["model"], gate["reference"], gate["task"]): gate for gate in evaluate["gates"]}
+    expected = {("merged", "base", task) for task in scores["merged"]} | {("merged+reranker", "merged", task) for task in scores["merged+reranker"]}
+    assert set(pairs) == expected
+    for (model, reference, task), gate in pairs.items():
+        assert gate["delta"] == pytest.approx(scores[model][task] - scores[reference][task])
+        assert gate["passed"] == (gate["delta"] >= -config.evaluate.gate_max_drop)
+    assert "## Held-out gates" in (Path(config.run_dir) / "report.md").read_text()
+
+
 def test_report_numbers_equal_a_separate_evaluate(tiny_run, tmp_path):
     """``embedforge evaluate`` on the merged model and reranker gives the pipeline's numbers."""
     from embedforge.cli import main

@@ -141,3 +141,20 @@ def test_pipeline_merge_takes_stage2_checkpoints_into_its_own_folder(tmp_path, t
     assert summary == {"output": str(folder / "model"), "checkpoints": [str(tiny_embedder_dir), str(other)], "weights": [1.0, 0.0], "method": "slerp"}
     merged, first = (Embedder.load(path, device="cpu").encode(["hello"]) for path in (folder / "model", tiny_embedder_dir))
     np.testing.assert_allclose(merged, first, atol=1e-6)
+
+
+def test_stage2_variants_run_as_named_stages_and_the_old_key_is_refused():
+    from embedforge.config import ConfigError, parse_config
+    from embedforge.pipeline.config import PipelineConfig
+
+    stage2 = {"stage": 2, "model": {"kind": "embedder", "base": "@stage1"}, "data": {"datasets": [{"name": "a", "path": "x.jsonl"}]}, "optim": {"steps": 4}}
+    variants = {"lr5": {**stage2, "optim": {"steps": 4, "lr": 5e-5}}, "from_base": {**stage2, "model": {"kind": "embedder", "base": "all-MiniLM-L6-v2"}}}
+    config = parse_config({"run_dir": "r", "stage2": stage2, "stage2_variants": variants, "merge": {"checkpoints": ["@stage2", "@stage2_lr5"]}}, PipelineConfig, "p.yaml")
+    assert list(config.variant_stages) == ["stage2_lr5", "stage2_from_base"]
+    assert config.variant_stages["stage2_lr5"].run.name == "stage2_lr5" and config.variant_stages["stage2_lr5"].optim.lr == 5e-5
+    with pytest.raises(ConfigError, match=r"stage2_from_base: is now one of the stage-2 variants: write stage2_variants: \{from_base"):
+        parse_config({"run_dir": "r", "stage2": stage2, "stage2_from_base": stage2, "merge": {"checkpoints": ["@stage2", "@stage1"]}}, PipelineConfig, "p.yaml")
+    with pytest.raises(ConfigError, match="'lr-5' must be a name of letters"):
+        parse_config({"run_dir": "r", "stage2": stage2, "stage2_variants": {"lr-5": stage2}, "merge": {"checkpoints": ["@stage2", "@stage1"]}}, PipelineConfig, "p.yaml")
+    with pytest.raises(ConfigError, match="stage2_variants.weak must be a stage-2 embedder config"):
+        parse_config({"run_dir": "r", "stage2": stage2, "stage2_variants": {"weak": {**stage2, "stage": 1}}, "merge": {"checkpoints": ["@stage2", "@stage1"]}}, PipelineConfig, "p.yaml")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torch.distributed.nn.functional import all_gather as _all_gather_with_grad
 
 
 def is_distributed() -> bool:
@@ -49,11 +48,31 @@ def check_same_shape_across_ranks(t: Tensor, name: str) -> None:
         )
 
 
+class GatherWithGrad(torch.autograd.Function):
+    """All-gather that keeps the graph: forward returns every rank's tensor, in rank order;
+    backward sums each part's gradient over the ranks and hands a rank the sum for its own part.
+
+    Written here rather than taken from ``torch.distributed.nn.functional.all_gather``, which
+    does the same but warns on every worker that it is deprecated.
+    """
+
+    @staticmethod
+    def forward(ctx, t: Tensor) -> tuple[Tensor, ...]:
+        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, t)
+        return tuple(parts)
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor) -> Tensor:
+        summed = torch.stack(grads)  # (world, *t.shape)
+        dist.all_reduce(summed)
+        return summed[dist.get_rank()]
+
+
 def gather_with_grad(t: Tensor) -> Tensor:
     """Concatenate ``t`` from every rank along dim 0, in rank order.
 
-    A tensor that requires grad goes through ``torch.distributed.nn.functional.all_gather``,
-    whose backward sums the gradients every rank computed for a row and hands the sum to
+    A tensor that requires grad goes through :class:`GatherWithGrad`, whose backward sums the gradients every rank computed for a row and hands the sum to
     the rank that owns it. So if each rank's loss is the mean over its own rows, the local
     input gradient is ``world_size`` times the gradient of the global mean; DDP and
     DeepSpeed divide parameter gradients by ``world_size``, which gives back exactly the
@@ -63,7 +82,7 @@ def gather_with_grad(t: Tensor) -> Tensor:
     if not is_distributed():
         return t
     if t.requires_grad:
-        return torch.cat(_all_gather_with_grad(t.contiguous()), dim=0)
+        return torch.cat(GatherWithGrad.apply(t.contiguous()), dim=0)
     parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, t.contiguous())
     return torch.cat(parts, dim=0)

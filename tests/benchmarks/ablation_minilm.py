@@ -64,6 +64,7 @@ class Variant:
 
 
 SFT = Phase("labelled", epochs=1.5, lr=3e-5)
+ICT = Phase("weak-ict", epochs=1.0, lr=1e-5, negatives=0)
 VARIANTS: dict[str, Variant] = {
     "sft": Variant((SFT,), note="stage 2 only, improved InfoNCE, 1.5 epochs, lr 3e-5"),
     "sft-3ep": Variant((replace(SFT, epochs=3.0),), note="stage 2 only, 3 epochs"),
@@ -73,6 +74,9 @@ VARIANTS: dict[str, Variant] = {
     "sft-neg3": Variant((replace(SFT, negatives=3),), note="stage 2 only, 3 hard negatives per query"),
     "sft-3ep-neg3": Variant((replace(SFT, epochs=3.0, negatives=3),), note="stage 2 only, 3 epochs, 3 hard negatives"),
     "ict+sft-3ep": Variant((Phase("weak-ict", epochs=1.0, lr=1e-5, negatives=0), replace(SFT, epochs=3.0)), note="weak ICT stage 1, then 3-epoch stage 2"),
+    "ict+sft-3ep-neg3": Variant((ICT, replace(SFT, epochs=3.0, negatives=3)), note="weak ICT stage 1, then stage 2 for 3 epochs with 3 hard negatives (the preset's stage 2)"),
+    "ict+sft-3ep-neg3-lr5": Variant((ICT, replace(SFT, epochs=3.0, negatives=3, lr=5e-5)), note="as ict+sft-3ep-neg3, stage 2 at lr 5e-5"),
+    "ict+sft-3ep-neg3-seed1": Variant((ICT, replace(SFT, epochs=3.0, negatives=3, seed=1)), note="as ict+sft-3ep-neg3, stage 2 in another data order"),
     "sft-seed1": Variant((replace(SFT, seed=1),), note="stage 2 only, another data order"),
     "ict+sft": Variant((Phase("weak-ict", epochs=1.0, lr=1e-5, negatives=0), SFT), note="weak ICT stage 1 (2000 pairs, lr 1e-5), then stage 2"),
     "title+sft": Variant((Phase("weak-title", epochs=1.0, lr=1e-5, negatives=0), SFT), note="weak title stage 1, then stage 2"),

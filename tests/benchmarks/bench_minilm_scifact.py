@@ -113,9 +113,9 @@ def main() -> None:
     models.append(("sentence-transformers MNRL, same rows/steps/batch/lr", st_dir, None))
     if (RUN_DIR / "stage1").exists():
         models.append(("embedforge stage 1 alone (weak ICT pairs)", RUN_DIR / "stage1", None))
-    if config.stage2_from_base is not None:
-        models.append(("embedforge stage 2 from the base (no stage 1)", stage_output("stage2_from_base"), None))
-    models.append((f"embedforge stage 2 from {'stage 1' if config.stage1 else 'the base'}", RUN_DIR / "stage2", None))
+    models.append((f"embedforge stage 2 from {'stage 1' if config.stage1 else 'the base'} (lr {stage2.optim.lr:g})", RUN_DIR / "stage2", None))
+    for name, section in config.variant_stages.items():
+        models.append((f"embedforge {name}: stage 2 from {section.model.base.removeprefix('@')} (lr {section.optim.lr:g})", stage_output(name), None))
     merge = stage_summary("merge")["summary"]
     models.append((f"embedforge final: {merge['method']} merge of {', '.join(config.merge.checkpoints or ['stage-2 checkpoints'])} (`runs/minilm-scifact/final`)", RUN_DIR / "final", RUN_DIR / "reranker" if config.reranker else None))
 

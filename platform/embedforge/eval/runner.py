@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
+from embedforge.eval.gates import RERANKED_SUFFIX
 from embedforge.eval.report import main_score_table, plot_main_scores
 from embedforge.eval.results import Metrics, mean_metrics, subset_metrics
 from embedforge.eval.settings import EvaluateConfig
@@ -28,7 +29,6 @@ from embedforge.json_files import write_json
 
 logger = logging.getLogger(__name__)
 
-RERANKED_SUFFIX = "+reranker"
 RERANKABLE_TYPES = {"Retrieval"}
 
 

@@ -32,3 +32,6 @@ class EvaluateConfig(ConfigModel):
     """Per-task instruction overrides, by task name."""
     dimensions: int | None = None
     """Matryoshka output size; ``None`` evaluates full-size embeddings."""
+    gate_max_drop: float = Field(0.005, ge=0)
+    """How far below its starting point a produced model may score on a task and still pass
+    its held-out gate (``embedforge.eval.gates``; the pipeline checks them)."""

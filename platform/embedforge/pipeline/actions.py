@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping
 
+from embedforge.pipeline.config import VARIANT_PREFIX
 from embedforge.pipeline.stages import StageResult
 
 if TYPE_CHECKING:
@@ -110,7 +112,7 @@ def output_of(upstream: Upstream, name: str) -> str | None:
 
 
 def models_to_compare(upstream: Upstream) -> dict[str, str]:
-    """Base, stage 1 (when it trained), stage 2 (and from the base, when it trained) and merged models, by label."""
+    """Base, stage 1 (when it trained), stage 2, its variants (those that trained) and merged models, by label."""
 
     def trained(name: str) -> bool:
         return name in upstream and bool(upstream[name].summary.get("trained"))
@@ -120,17 +122,22 @@ def models_to_compare(upstream: Upstream) -> dict[str, str]:
     if trained("stage1"):
         models["stage1"] = output_of(upstream, "stage1")
     models["stage2"] = output_of(upstream, "stage2")
-    if trained("stage2_from_base"):
-        models["stage2_from_base"] = output_of(upstream, "stage2_from_base")
+    for name in upstream:
+        if name.startswith(VARIANT_PREFIX) and trained(name):
+            models[name] = output_of(upstream, name)
     models["merged"] = output_of(upstream, "merge")
     return models
 
 
 def evaluate(section: "EvaluateConfig", folder: Path, upstream: Upstream) -> dict:
-    """Evaluate each model on the offline tasks; the reranker reranks the merged model's top hits.
+    """Evaluate each model on the offline tasks, then check the held-out gates.
 
-    ``results`` holds one run per label; the reranked run is ``merged+reranker``, beside ``merged``.
+    The reranker reranks the merged model's top hits. ``results`` holds one run per label; the
+    reranked run is ``merged+reranker``, beside ``merged``. ``gates`` compares the merged model
+    with the base and the reranked run with ``merged`` (``embedforge.eval.gates``); each failed
+    gate is printed.
     """
+    from embedforge.eval.gates import failed, run_gates
     from embedforge.eval.runner import run_evaluate
 
     models = models_to_compare(upstream)
@@ -140,17 +147,39 @@ def evaluate(section: "EvaluateConfig", folder: Path, upstream: Upstream) -> dic
         with_reranker = reranker if label == "merged" else None
         results.update(run_evaluate(path, folder / label, section, reranker=with_reranker, label=label))
     (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    return {"output": str(folder), "models": models, "reranker": reranker, "results": results}
+    gates = run_gates(results, final="merged", max_drop=section.gate_max_drop)
+    for gate in failed(gates):
+        print(f"[evaluate] held-out gate failed: {gate.line()}", file=sys.stderr, flush=True)
+    return {"output": str(folder), "models": models, "reranker": reranker, "results": results, "gates": [gate.to_dict() for gate in gates]}
+
+
+def served_reranker(upstream: Upstream) -> tuple[str | None, str | None]:
+    """The reranker to serve and, when one was trained but is held back, why.
+
+    A reranker whose held-out gate failed in the run's evaluation (it lowered the score of
+    the model whose hits it reorders) is not served.
+    """
+    from embedforge.eval.gates import failed, gates_from_dicts
+
+    reranker = output_of(upstream, "reranker")
+    if reranker is None or "evaluate" not in upstream:
+        return reranker, None
+    worse = [gate for gate in failed(gates_from_dicts(upstream["evaluate"].summary.get("gates", []))) if gate.model.endswith("+reranker")]
+    if worse:
+        return None, f"not serving the reranker {reranker}: its held-out gate failed ({worse[0].line()})"
+    return reranker, None
 
 
 def serve(section: "ServeSection", upstream: Upstream, log: Callable[[str], None] = print) -> dict:
-    """Serve the merged model (and the reranker), answer one sample request, and stop unless asked to stay up."""
+    """Serve the merged model (and the reranker, unless it failed its gate), answer one sample request, and stop unless asked to stay up."""
     import httpx
 
     from embedforge.serving.app import start_local, stop_local
     from embedforge.serving.settings import ServeSettings
 
-    reranker = output_of(upstream, "reranker")
+    reranker, held_back = served_reranker(upstream)
+    if held_back:
+        log(f"[serve] {held_back}")
     url = start_local(ServeSettings(embedder=output_of(upstream, "merge"), reranker=reranker), host=section.host, port=section.port)
     try:
         models = httpx.get(f"{url}/v1/models", timeout=60).raise_for_status().json()["data"]

@@ -3,8 +3,8 @@
 :func:`check_pipeline` finds in a second what would otherwise fail hours into a run:
 
 - stage references (``@stage``) that name no stage, a stage that is not configured, the
-  stage itself, or a stage that runs later (stages run in the order ``PipelineConfig``
-  declares its sections, so these checks cover any section added there);
+  stage itself, or a stage that runs later (stages run in the order of
+  ``PipelineConfig.stage_sections``, so these checks cover any section added there);
 - evaluation task names that are neither offline tasks nor mteb tasks;
 - input files, folders and models that must exist before the run (those a stage
   produces are references, and are checked as references);
@@ -14,25 +14,13 @@
 from __future__ import annotations
 
 import difflib
-import typing
-from typing import Any, Iterator
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any, Iterator
 
 from embedforge.pipeline.references import OWN_FOLDER
 from embedforge.session import RayConfig, settings_not_applied
 
-
-def section_names(config_cls: type[BaseModel]) -> list[str]:
-    """The fields of ``config_cls`` that hold a stage's config, in declaration (= run) order (the
-    run's ``ray`` session is not a stage)."""
-    return [name for name, field in config_cls.model_fields.items() if field.annotation is not RayConfig and _holds_model(field.annotation)]
-
-
-def _holds_model(annotation: Any) -> bool:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return True
-    return any(_holds_model(argument) for argument in typing.get_args(annotation))
+if TYPE_CHECKING:
+    from embedforge.pipeline.config import PipelineConfig
 
 
 def references_in(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -48,12 +36,13 @@ def references_in(value: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from references_in(item, f"{path}.{index}")
 
 
-def reference_problems(config: BaseModel) -> list[str]:
+def reference_problems(config: "PipelineConfig") -> list[str]:
     """One line per reference that would not resolve when its stage runs."""
-    names = section_names(type(config))
+    sections = config.stage_sections()
+    names = list(sections)
     problems = []
     for position, name in enumerate(names):
-        section = getattr(config, name)
+        section = sections[name]
         if section is None:
             continue
         for path, target in references_in(section.model_dump(mode="json"), name):
@@ -66,12 +55,12 @@ def reference_problems(config: BaseModel) -> list[str]:
                 problems.append(f"{reference} names no stage{hint}")
             elif names.index(target) > position:
                 problems.append(f"{reference} names a stage that runs later (stages run in the order {', '.join(names)})")
-            elif getattr(config, target) is None:
+            elif sections[target] is None:
                 problems.append(f"{reference} names a stage that is not configured in this file")
     return problems
 
 
-def ray_settings_not_applied(config: BaseModel) -> list[str]:
+def ray_settings_not_applied(config: "PipelineConfig") -> list[str]:
     """One line per stage section whose own ``ray`` settings differ from the run's ``ray`` session.
 
     The run starts Ray once, from the top-level ``ray`` section, before the first stage; a
@@ -80,8 +69,7 @@ def ray_settings_not_applied(config: BaseModel) -> list[str]:
     """
     started: RayConfig = config.ray
     lines = []
-    for name in section_names(type(config)):
-        section = getattr(config, name)
+    for name, section in config.stage_sections().items():
         if section is None or "ray" not in section.model_fields_set:
             continue
         ignored = settings_not_applied(section.ray, started)
@@ -93,7 +81,7 @@ def ray_settings_not_applied(config: BaseModel) -> list[str]:
     return lines
 
 
-def check_pipeline(config: BaseModel) -> list[str]:
+def check_pipeline(config: "PipelineConfig") -> list[str]:
     """Every problem of a pipeline config that can be found without running a stage, one line each."""
     from embedforge.eval.settings import EvaluateConfig
     from embedforge.eval.tasks import check_task_names
@@ -101,8 +89,7 @@ def check_pipeline(config: BaseModel) -> list[str]:
     from embedforge.outputs import check_writable
 
     problems = reference_problems(config)
-    for name in section_names(type(config)):
-        section = getattr(config, name)
+    for name, section in config.stage_sections().items():
         if section is None:
             continue
         if isinstance(section, EvaluateConfig):

@@ -11,9 +11,10 @@ default to ``@out``, the stage's own folder under ``run_dir``; the merged model 
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from embedforge.config import ConfigModel, DataPath
 from embedforge.eval.settings import EvaluateConfig
@@ -27,7 +28,9 @@ from embedforge.synthesis.weak import WeakConfig
 from embedforge.training.config import TrainConfig
 
 DATA_STAGES = ("weak", "synthesize", "filter", "mine_synthetic", "mine_labelled")
-TRAIN_STAGES = ("stage1", "stage2", "stage2_from_base", "reranker")
+TRAIN_STAGES = ("stage1", "stage2", "reranker")
+VARIANT_PREFIX = "stage2_"
+"""A stage-2 variant ``NAME`` runs as the stage ``stage2_NAME`` (its folder, ``@`` reference and report label)."""
 
 
 class ServeSection(ConfigModel):
@@ -43,8 +46,21 @@ class ServeSection(ConfigModel):
 RENAMED_KEYS = {
     "local_ray_cpus": "replaced by the top-level ray section; write ray: {num_cpus: N}",
     "evaluation": "renamed evaluate, the stage's name (as in `embedforge evaluate`)",
+    "stage2_from_base": "is now one of the stage-2 variants: write stage2_variants: {from_base: {...}} (still referenced as @stage2_from_base)",
 }
 """Keys of older pipeline files, refused with what to write instead."""
+
+
+def holds_model(annotation: Any) -> bool:
+    """Whether a field's type is, or may be, a config section (a pydantic model)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(holds_model(argument) for argument in typing.get_args(annotation))
+
+
+def own_run(section: dict, stage: str) -> dict:
+    """A training section whose run is named after its stage and kept in the stage's folder."""
+    return {**section, "run": {"name": stage, "storage_path": OWN_FOLDER, **(section.get("run") or {})}}
 
 
 class PipelineConfig(ConfigModel):
@@ -66,10 +82,12 @@ class PipelineConfig(ConfigModel):
     mine_labelled: MineConfig | None = None
     stage1: TrainConfig | None = None
     stage2: TrainConfig
-    stage2_from_base: TrainConfig | None = None
-    """Stage 2 again, started from the base model rather than from stage 1: a second merge
-    ingredient trained on the same data from another start (``merge.checkpoints: ["@stage2",
-    "@stage2_from_base"]``), the diversity that makes a merge beat its ingredients."""
+    stage2_variants: dict[str, TrainConfig] = {}
+    """More stage-2 embedders, by name: other learning rates, data mixtures or starting points
+    (``from_base``: the base model instead of stage 1). Variant ``NAME`` runs as stage
+    ``stage2_NAME`` after ``stage2``; the merge takes them as ``@stage2_NAME``
+    (``merge.checkpoints: ["@stage2", "@stage2_lr5"]``), the diversity that lets a merge beat
+    its ingredients, and the report scores each against the base."""
     merge: MergeConfig = MergeConfig()
     """Stage 3, as ``embedforge merge --config`` takes it; by default the checkpoints stage 2
     kept at ``run.merge_steps``, merged into ``model/`` in the stage's folder."""
@@ -98,9 +116,32 @@ class PipelineConfig(ConfigModel):
                 data[name] = {"output_dir": OWN_FOLDER, **data[name]}
         for name in TRAIN_STAGES:
             if isinstance(data.get(name), dict):
-                run = {"name": name, "storage_path": OWN_FOLDER, **(data[name].get("run") or {})}
-                data[name] = {**data[name], "run": run}
+                data[name] = own_run(data[name], name)
+        if isinstance(data.get("stage2_variants"), dict):
+            data["stage2_variants"] = {
+                variant: own_run(section, VARIANT_PREFIX + variant) if isinstance(section, dict) else section
+                for variant, section in data["stage2_variants"].items()
+            }
         return data
+
+    @property
+    def variant_stages(self) -> dict[str, TrainConfig]:
+        """The stage-2 variants by stage name (``stage2_NAME``), in config order."""
+        return {VARIANT_PREFIX + variant: section for variant, section in self.stage2_variants.items()}
+
+    def stage_sections(self) -> dict[str, BaseModel | None]:
+        """Every stage's section by stage name, in run order (``None`` when not configured).
+
+        Stages run in the order the sections are declared, each stage-2 variant right after
+        ``stage2``; the run's ``ray`` session is not a stage.
+        """
+        sections: dict[str, BaseModel | None] = {}
+        for name, field in type(self).model_fields.items():
+            if name == "stage2_variants":
+                sections.update(self.variant_stages)
+            elif field.annotation is not RayConfig and holds_model(field.annotation):
+                sections[name] = getattr(self, name)
+        return sections
 
     @model_validator(mode="after")
     def _stages_fit_together(self) -> "PipelineConfig":
@@ -108,8 +149,11 @@ class PipelineConfig(ConfigModel):
             raise ValueError("stage2 must be a stage-2 embedder config")
         if self.stage1 is not None and (self.stage1.stage != 1 or self.stage1.model.kind != "embedder"):
             raise ValueError("stage1 must be a stage-1 embedder config")
-        if self.stage2_from_base is not None and (self.stage2_from_base.stage != 2 or self.stage2_from_base.model.kind != "embedder"):
-            raise ValueError("stage2_from_base must be a stage-2 embedder config")
+        for variant, section in self.stage2_variants.items():
+            if not variant.isidentifier():
+                raise ValueError(f"stage2_variants: {variant!r} must be a name of letters, digits and underscores")
+            if section.stage != 2 or section.model.kind != "embedder":
+                raise ValueError(f"stage2_variants.{variant} must be a stage-2 embedder config")
         if self.reranker is not None and self.reranker.model.kind != "reranker":
             raise ValueError("reranker must be a reranker config")
         if self.merge.checkpoints is None:

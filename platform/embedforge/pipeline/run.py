@@ -1,4 +1,4 @@
-"""``run_pipeline``: weak, synthesize, filter, mine, stage 1, stage 2, merge, reranker, evaluate, serve.
+"""``run_pipeline``: weak, synthesize, filter, mine, stage 1, stage 2 (and its variants), merge, reranker, evaluate, serve.
 
 Every stage goes through :func:`embedforge.pipeline.stages.run_stage`, so a re-run after a
 crash skips what is complete and continues with the rest. Stages wire together through the
@@ -75,12 +75,13 @@ def run_pipeline(config: PipelineConfig, log: Callable[[str], None] = print) -> 
     pipeline.stage("mine_labelled", config.mine_labelled, actions.mine)
     pipeline.stage("stage1", config.stage1, actions.train)
     pipeline.stage("stage2", config.stage2, actions.train)
-    pipeline.stage("stage2_from_base", config.stage2_from_base, actions.train)
+    for name, section in config.variant_stages.items():
+        pipeline.stage(name, section, actions.train)
     pipeline.stage("merge", config.merge, actions.merge, needs=("stage2",))
     pipeline.stage("reranker", config.reranker, actions.train)
-    pipeline.stage("evaluate", config.evaluate, actions.evaluate, needs=(*TRAIN_STAGES, "merge"))
+    pipeline.stage("evaluate", config.evaluate, actions.evaluate, needs=(*TRAIN_STAGES, *config.variant_stages, "merge"))
     report = write_run_report({name: result.summary for name, result in pipeline.results.items()}, pipeline.run_dir)
     log(f"run report: {report}")
     if config.serve is not None:
-        actions.serve(config.serve, {name: pipeline.results[name] for name in ("merge", "reranker") if name in pipeline.results}, log=log)
+        actions.serve(config.serve, {name: pipeline.results[name] for name in ("merge", "reranker", "evaluate") if name in pipeline.results}, log=log)
     return pipeline.results

@@ -11,6 +11,7 @@ checkpoint.
 from __future__ import annotations
 
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def run_training(cfg: TrainConfig) -> TrainingResult:
             "base_dir": str(base_dir),
             "run_dir": str(run_dir),
             "batches_per_epoch": batches_per_epoch,
+            "progress_bar": sys.stdout.isatty(),
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.scaling.num_workers,

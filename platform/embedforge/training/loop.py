@@ -78,6 +78,7 @@ def train_func(config: dict[str, Any]) -> None:
     import ray.train
 
     from embedforge.training.metrics import ThroughputWindow, append_metrics
+    from embedforge.training.progress import Progress
     from embedforge.training.modules import build_trainable, export_model
     from embedforge.training.steps import build_loss, embedder_loss, grad_cache_embedder_step, reranker_loss
     from embedforge.training.strategy import build_strategy
@@ -104,12 +105,7 @@ def train_func(config: dict[str, Any]) -> None:
     shards = {name: ray.train.get_dataset_shard(name) for name in names}
     batches = MixtureBatches(shards, schedule, cfg.optim.batch_size, config["batches_per_epoch"], start_step, cfg.data.seed)
 
-    progress = None
-    if rank == 0:
-        from ray.experimental.tqdm_ray import tqdm
-
-        progress = tqdm(total=cfg.optim.steps, desc=f"train {cfg.run.name}")
-        progress.update(start_step)
+    progress = Progress(cfg.run.name, cfg.optim.steps, start_step, bar=config.get("progress_bar", False)) if rank == 0 else None
 
     window = ThroughputWindow()
     for step in range(start_step + 1, cfg.optim.steps + 1):
@@ -128,9 +124,9 @@ def train_func(config: dict[str, Any]) -> None:
             strategy.backward(loss)
         lr = strategy.lr()
         strategy.step()
-        window.add(float(loss), cfg.optim.batch_size, batch_tokens(batch))
+        window.add(float(loss.detach()), cfg.optim.batch_size, batch_tokens(batch))
         if progress is not None:
-            progress.update(1)
+            progress.step()
 
         is_log = step % cfg.run.log_every == 0 or step == cfg.optim.steps
         is_checkpoint = step % cfg.run.checkpoint_every == 0 or step == cfg.optim.steps
@@ -140,6 +136,7 @@ def train_func(config: dict[str, Any]) -> None:
             window.reset()
             if rank == 0:
                 append_metrics(run_dir, metrics)
+                progress.logged(step, metrics)
         if step in cfg.run.merge_steps:
             save_model(strategy, cfg, base_dir, run_dir / "merge_candidates" / f"step_{step:06d}", export_model)
         if is_checkpoint:

@@ -1,0 +1,70 @@
+"""Held-out gates: each produced model against its starting point, and what the pipeline does with a failed one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embedforge.eval.gates import failed, gate_table, gates_from_dicts, run_gates
+
+RESULTS = {
+    "base": {"scifact-dev": {"main_score": 0.7701}, "stsb-dev": {"main_score": 0.8672}},
+    "stage2": {"scifact-dev": {"main_score": 0.7902}, "stsb-dev": {"main_score": 0.8600}},
+    "merged": {"scifact-dev": {"main_score": 0.7850}, "stsb-dev": {"main_score": 0.8669}},
+    "merged+reranker": {"scifact-dev": {"main_score": 0.5048}},
+}
+
+
+def test_the_final_model_is_gated_against_the_base_and_the_reranked_run_against_its_dense_run():
+    gates = run_gates(RESULTS, final="merged", max_drop=0.005)
+    assert [(g.model, g.reference, g.task, g.verdict) for g in gates] == [
+        ("merged", "base", "scifact-dev", "better"),
+        ("merged", "base", "stsb-dev", "level"),  # -0.0003 is within max_drop
+        ("merged+reranker", "merged", "scifact-dev", "worse"),
+    ]
+    assert gates[2].delta == pytest.approx(0.5048 - 0.7850)
+    assert [g.model for g in failed(gates)] == ["merged+reranker"]
+    assert failed(gates, "merged") == []
+
+
+def test_a_drop_beyond_max_drop_fails_and_stage_models_are_not_gated():
+    gates = run_gates({**RESULTS, "merged": RESULTS["stage2"]}, final="merged", max_drop=0.005)
+    sts = next(g for g in gates if g.task == "stsb-dev")
+    assert sts.verdict == "worse" and not sts.passed and sts.delta == pytest.approx(-0.0072)
+    assert {g.model for g in gates} == {"merged", "merged+reranker"}
+
+
+def test_gates_survive_a_stage_summary_and_render_as_a_table():
+    gates = run_gates(RESULTS, final="merged")
+    assert gates_from_dicts([gate.to_dict() for gate in gates]) == gates
+    table = gate_table(gates)
+    assert "| merged+reranker | merged | scifact-dev | 0.5048 | 0.7850 | -0.2802 | worse |" in table
+
+
+def test_the_pipeline_does_not_serve_a_reranker_that_failed_its_gate():
+    from embedforge.pipeline.actions import served_reranker
+    from embedforge.pipeline.stages import StageResult
+
+    reranker = StageResult("reranker", "k", Path("r"), {"output": "/m/reranker"}, skipped=False)
+    gates = [gate.to_dict() for gate in run_gates(RESULTS, final="merged")]
+    evaluate = StageResult("evaluate", "k", Path("e"), {"output": "e", "gates": gates}, skipped=False)
+    chosen, why = served_reranker({"reranker": reranker, "evaluate": evaluate})
+    assert chosen is None
+    assert why == "not serving the reranker /m/reranker: its held-out gate failed (merged+reranker vs merged on scifact-dev: 0.5048 vs 0.7850 (-0.2802, worse))"
+    better = {**RESULTS, "merged+reranker": {"scifact-dev": {"main_score": 0.80}}}
+    evaluate_ok = StageResult("evaluate", "k", Path("e"), {"output": "e", "gates": [g.to_dict() for g in run_gates(better, final="merged")]}, skipped=False)
+    assert served_reranker({"reranker": reranker, "evaluate": evaluate_ok}) == ("/m/reranker", None)
+    assert served_reranker({"reranker": reranker}) == ("/m/reranker", None)
+    assert served_reranker({}) == (None, None)
+
+
+def test_the_run_report_lists_the_gates_and_names_the_failed_ones(tmp_path):
+    from embedforge.pipeline.report import write_run_report
+
+    gates = [gate.to_dict() for gate in run_gates(RESULTS, final="merged")]
+    summaries = {"evaluate": {"results": RESULTS, "models": {"base": "/m/base", "merged": "/m/merged"}, "reranker": "/m/rr", "gates": gates}}
+    report = write_run_report(summaries, tmp_path).read_text()
+    assert "## Held-out gates: does each produced model beat its starting point?" in report
+    assert "| merged | base | scifact-dev | 0.7850 | 0.7701 | +0.0149 | better |" in report
+    assert "Failed: merged+reranker vs merged on scifact-dev: 0.5048 vs 0.7850 (-0.2802, worse)." in report

@@ -268,13 +268,16 @@ def reranker_variant(name: str, labelled: list[dict], base_dir: Path, subset, qu
     model.settings = model.settings.model_copy(update={"max_length": EVAL_MAX_LENGTH})
     run = search(model, subset, queries, k=20, batch_size=64)
     dense = retrieval_scores(run, dev_qrels)["ndcg_at_10"]
-    reranked = {}
+    reranked, fused = {}, {}
     with torch.inference_mode():
         for qid, hits in run.items():
             top = sorted(hits, key=hits.get, reverse=True)[:20]
             values = judge.score(queries[qid], [subset[d].full_text for d in top], batch_size=20, logits=True)
             reranked[qid] = {d: float(v) for d, v in zip(top, values)}
-    return {"scores": {"dense_ndcg_at_10": round(dense, 4), "reranked_ndcg_at_10": round(retrieval_scores(reranked, dev_qrels)["ndcg_at_10"], 4)},
+            fused[qid] = {d: hits[d] / 0.05 + float(v) for d, v in zip(top, values)}  # both models' logits: cosine / training temperature, plus the listwise head's
+    judge.save(OUT / name.replace(":", "_"))
+    return {"scores": {"dense_ndcg_at_10": round(dense, 4), "reranked_ndcg_at_10": round(retrieval_scores(reranked, dev_qrels)["ndcg_at_10"], 4),
+                       "fused_ndcg_at_10": round(retrieval_scores(fused, dev_qrels)["ndcg_at_10"], 4)},
             "note": f"MiniLM cross-encoder, listwise, 3 negatives, max length {max_length}, {steps} steps of 8 groups, lr 5e-5 (head {head_lr}), over {embedder_name}'s top 20",
             "seconds": round(time.perf_counter() - started)}
 

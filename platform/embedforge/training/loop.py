@@ -78,8 +78,8 @@ def train_func(config: dict[str, Any]) -> None:
     import ray.train
 
     from embedforge.training.metrics import ThroughputWindow, append_metrics
-    from embedforge.training.progress import Progress
     from embedforge.training.modules import build_trainable, export_model
+    from embedforge.training.progress import Progress
     from embedforge.training.steps import build_loss, embedder_loss, grad_cache_embedder_step, reranker_loss
     from embedforge.training.strategy import build_strategy
 
@@ -105,7 +105,7 @@ def train_func(config: dict[str, Any]) -> None:
     shards = {name: ray.train.get_dataset_shard(name) for name in names}
     batches = MixtureBatches(shards, schedule, cfg.optim.batch_size, config["batches_per_epoch"], start_step, cfg.data.seed)
 
-    progress = Progress(cfg.run.name, cfg.optim.steps, start_step, bar=config.get("progress_bar", False)) if rank == 0 else None
+    progress = Progress(cfg.run.name, cfg.optim.steps, start_step, bar=config["progress_bar"]) if rank == 0 else None
 
     window = ThroughputWindow()
     for step in range(start_step + 1, cfg.optim.steps + 1):

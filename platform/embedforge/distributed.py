@@ -72,12 +72,13 @@ class GatherWithGrad(torch.autograd.Function):
 def gather_with_grad(t: Tensor) -> Tensor:
     """Concatenate ``t`` from every rank along dim 0, in rank order.
 
-    A tensor that requires grad goes through :class:`GatherWithGrad`, whose backward sums the gradients every rank computed for a row and hands the sum to
-    the rank that owns it. So if each rank's loss is the mean over its own rows, the local
-    input gradient is ``world_size`` times the gradient of the global mean; DDP and
-    DeepSpeed divide parameter gradients by ``world_size``, which gives back exactly the
-    gradient of the global mean. Tensors without grad (text ids) use a plain all-gather.
-    Returns ``t`` unchanged when not distributed.
+    A tensor that requires grad goes through :class:`GatherWithGrad`, whose backward sums
+    the gradients every rank computed for a row and hands the sum to the rank that owns it.
+    So if each rank's loss is the mean over its own rows, the local input gradient is
+    ``world_size`` times the gradient of the global mean; DDP and DeepSpeed divide parameter
+    gradients by ``world_size``, which gives back exactly the gradient of the global mean.
+    Tensors without grad (text ids) use a plain all-gather. Returns ``t`` unchanged when not
+    distributed.
     """
     if not is_distributed():
         return t

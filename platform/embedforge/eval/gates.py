@@ -15,7 +15,7 @@ failed.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Mapping
 
 from embedforge.eval.report import Runs
@@ -91,5 +91,5 @@ def gate_table(gates: list[Gate]) -> str:
 
 def gates_from_dicts(records: list[Mapping]) -> list[Gate]:
     """Gates back from their :meth:`Gate.to_dict` form (a stage summary)."""
-    fields = ("model", "reference", "task", "score", "reference_score", "max_drop")
-    return [Gate(**{name: record[name] for name in fields}) for record in records]
+    names = [field.name for field in fields(Gate)]
+    return [Gate(**{name: record[name] for name in names}) for record in records]

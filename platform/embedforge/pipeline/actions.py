@@ -159,12 +159,12 @@ def served_reranker(upstream: Upstream) -> tuple[str | None, str | None]:
     A reranker whose held-out gate failed in the run's evaluation (it lowered the score of
     the model whose hits it reorders) is not served.
     """
-    from embedforge.eval.gates import failed, gates_from_dicts
+    from embedforge.eval.gates import RERANKED_SUFFIX, failed, gates_from_dicts
 
     reranker = output_of(upstream, "reranker")
     if reranker is None or "evaluate" not in upstream:
         return reranker, None
-    worse = [gate for gate in failed(gates_from_dicts(upstream["evaluate"].summary.get("gates", []))) if gate.model.endswith("+reranker")]
+    worse = [gate for gate in failed(gates_from_dicts(upstream["evaluate"].summary.get("gates", []))) if gate.model.endswith(RERANKED_SUFFIX)]
     if worse:
         return None, f"not serving the reranker {reranker}: its held-out gate failed ({worse[0].line()})"
     return reranker, None

@@ -193,6 +193,45 @@ def test_rows_of_one_query_are_not_each_others_negatives():
         ImprovedInfoNCE()(query, positive, query_ids=query_ids[:3])
 
 
+def test_shared_hard_negatives_make_the_loss_mnrl_when_the_other_terms_are_off():
+    """With only query-document terms and no mask, each query meets all N positives and N * K negatives."""
+    query, positive, negatives = make_batch(n=4, k=2, seed=5)
+    tau = 0.05
+    loss = ImprovedInfoNCE(
+        temperature=tau, margin=math.inf, use_query_query=False, use_doc_doc=False, share_hard_negatives=True
+    )(query, positive, negatives)
+    q = F.normalize(query, dim=-1)
+    candidates = F.normalize(torch.cat([positive, negatives.reshape(-1, positive.shape[1])]), dim=-1)
+    expected = F.cross_entropy(q @ candidates.T / tau, torch.arange(4))
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
+    own_only = ImprovedInfoNCE(temperature=tau, margin=math.inf, use_query_query=False, use_doc_doc=False)
+    assert loss.item() > own_only(query, positive, negatives).item() + 1e-3
+
+
+def test_shared_hard_negatives_follow_the_masks():
+    """A shared negative that is row i's positive text, or belongs to a row of the same query, is dropped."""
+    query, positive, negatives = make_batch(n=3, k=2, seed=6)
+    positive_ids = torch.tensor([10, 11, 12])
+    negative_ids = torch.tensor([[20, 11], [21, 22], [23, 24]])  # row 0's second negative is row 1's positive
+    query_ids = torch.tensor([1, 2, 1])  # rows 0 and 2: one query
+    tau = 0.1
+    loss = ImprovedInfoNCE(
+        temperature=tau, margin=math.inf, use_query_query=False, use_doc_doc=False, share_hard_negatives=True
+    )(query, positive, negatives, positive_ids, negative_ids, query_ids)
+    q, d, n = (F.normalize(t, dim=-1) for t in (query, positive, negatives))
+    expected = []
+    for i in range(3):
+        terms = [q[i] @ d[i]] + [q[i] @ n[i, k] for k in range(2) if negative_ids[i, k] != positive_ids[i]]
+        for j in range(3):
+            if j == i or query_ids[j] == query_ids[i]:
+                continue
+            terms.append(q[i] @ d[j])
+            terms += [q[i] @ n[j, k] for k in range(2) if negative_ids[j, k] != positive_ids[i]]
+        scaled = torch.stack(terms) / tau
+        expected.append(torch.logsumexp(scaled, 0) - scaled[0])
+    torch.testing.assert_close(loss, torch.stack(expected).mean(), rtol=1e-12, atol=1e-12)
+
+
 def test_infonce_gradients_flow_and_input_scale_does_not_matter():
     query, positive, negatives = make_batch(dtype=torch.float32)
     loss = ImprovedInfoNCE()(query, positive, negatives)

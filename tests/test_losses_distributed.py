@@ -14,6 +14,7 @@ from embedforge.losses import ImprovedInfoNCE
 WORLD_SIZE = 2
 N_PER_RANK, K, DIM = 3, 2, 8
 LOSS_KWARGS = dict(temperature=0.1, margin=0.1)
+SHARED_KWARGS = dict(LOSS_KWARGS, share_hard_negatives=True)
 
 
 def full_batch() -> dict[str, torch.Tensor]:
@@ -41,11 +42,13 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
     )
     try:
         rows = slice(rank * N_PER_RANK, (rank + 1) * N_PER_RANK)
-        local = {key: value[rows].clone() for key, value in full_batch().items()}
-        leaves = [local[key].requires_grad_() for key in ("query", "positive", "negatives")]
-        loss = ImprovedInfoNCE(gather_across_ranks=True, **LOSS_KWARGS)(**local)
-        loss.backward()
-        result = {"loss": loss.detach(), "grads": [t.grad for t in leaves]}
+        result = {}
+        for name, kwargs in (("own", LOSS_KWARGS), ("shared", SHARED_KWARGS)):
+            local = {key: value[rows].clone() for key, value in full_batch().items()}
+            leaves = [local[key].requires_grad_() for key in ("query", "positive", "negatives")]
+            loss = ImprovedInfoNCE(gather_across_ranks=True, **kwargs)(**local)
+            loss.backward()
+            result[name] = {"loss": loss.detach(), "grads": [t.grad for t in leaves]}
 
         uneven = N_PER_RANK - rank  # rank 0 holds 3 rows, rank 1 holds 2
         try:
@@ -61,25 +64,30 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
 
 
 def test_gathered_loss_and_gradients_match_single_process(tmp_path):
+    """Both with hard negatives kept to their own row and shared across the (gathered) batch."""
     mp.spawn(
         _worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD_SIZE, join=True
     )
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD_SIZE)]
 
-    batch = full_batch()
-    leaves = [batch[key].requires_grad_() for key in ("query", "positive", "negatives")]
-    expected = ImprovedInfoNCE(**LOSS_KWARGS)(**batch)
-    expected.backward()
+    losses = {}
+    for name, kwargs in (("own", LOSS_KWARGS), ("shared", SHARED_KWARGS)):
+        batch = full_batch()
+        leaves = [batch[key].requires_grad_() for key in ("query", "positive", "negatives")]
+        expected = ImprovedInfoNCE(**kwargs)(**batch)
+        expected.backward()
+        losses[name] = expected.item()
 
-    # Each rank returns the mean over its own rows; the mean of those is the global mean.
-    mean_loss = torch.stack([r["loss"] for r in results]).mean()
-    torch.testing.assert_close(mean_loss, expected.detach(), rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(results[0]["loss"], results[1]["loss"])
-    # all_gather's backward sums every rank's gradient for a row into its owner, so the
-    # local gradient is world_size times d(global mean)/d(row); DDP divides by world_size.
-    for index, leaf in enumerate(leaves):
-        gathered = torch.cat([r["grads"][index] for r in results]) / WORLD_SIZE
-        torch.testing.assert_close(gathered, leaf.grad, rtol=1e-5, atol=1e-5)
+        # Each rank returns the mean over its own rows; the mean of those is the global mean.
+        mean_loss = torch.stack([r[name]["loss"] for r in results]).mean()
+        torch.testing.assert_close(mean_loss, expected.detach(), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(results[0][name]["loss"], results[1][name]["loss"])
+        # all_gather's backward sums every rank's gradient for a row into its owner, so the
+        # local gradient is world_size times d(global mean)/d(row); DDP divides by world_size.
+        for index, leaf in enumerate(leaves):
+            gathered = torch.cat([r[name]["grads"][index] for r in results]) / WORLD_SIZE
+            torch.testing.assert_close(gathered, leaf.grad, rtol=1e-5, atol=1e-5)
+    assert losses["shared"] > losses["own"] + 1e-3
 
     for r in results:
         assert "same shape on every rank" in r["uneven_error"]

@@ -227,3 +227,33 @@ def test_minilm_cross_encoder_trains_and_scores_through_the_cli(local_ray, minil
     assert len(scores) == 2 and scores[0] > scores[1]
     pairs = [("what about tiger?", "tiger facts and tiger details"), ("what about tiger?", "unrelated text number 3")]
     np.testing.assert_allclose(scores, CrossEncoder(str(result.final_model), device="cpu").predict(pairs), atol=1e-5)
+
+
+def test_cross_encoder_with_a_prior_trains_on_ray_and_scores_with_its_prior(local_ray, minilm_dir, toy_pairs, tmp_path):
+    """The prior is built on the driver, fed to the loss as a column, and exported with the model."""
+    from sentence_transformers import CrossEncoder
+
+    from embedforge.cli import main
+    from embedforge.models.prior import FirstStagePrior
+    from embedforge.models.reranker import load_reranker
+
+    config = tiny_config(
+        minilm_dir, toy_pairs, tmp_path, "with-prior", kind="reranker", steps=4,
+        model={"max_length": 64, "prior": {"embedder": str(minilm_dir), "lexical_weight": 0.2}},
+        loss={"reranker_loss": "listwise"}, optim={"lr": 1e-4}, scaling={"num_workers": 1},
+    )
+    result = from_training(config)
+    prior = FirstStagePrior.load(result.final_model / "prior", device="cpu")
+    assert prior.lexical is not None and (prior.embedder_weight, prior.lexical_weight) == (20.0, 0.2)
+    reranker = load_reranker(result.final_model, device="cpu")
+    documents = ["tiger facts and tiger details", "unrelated text number 3"]
+    documents_file = tmp_path / "docs.txt"
+    documents_file.write_text("\n".join(documents) + "\n")
+    scores_file = tmp_path / "scores.json"
+    assert main(["score", "--model", str(result.final_model), "--query", "what about tiger?", "--input", str(documents_file), "--output", str(scores_file)]) == 0
+    scores = json.loads(scores_file.read_text())
+    np.testing.assert_allclose(scores, reranker.score("what about tiger?", documents), rtol=1e-5)
+    correction = CrossEncoder(str(result.final_model), device="cpu", activation_fn=torch.nn.Identity()).predict([("what about tiger?", d) for d in documents])
+    logits = reranker.score("what about tiger?", documents, logits=True)
+    np.testing.assert_allclose(logits, correction + prior.scores("what about tiger?", documents), rtol=1e-4, atol=1e-4)
+    assert logits[0] > logits[1] and scores[0] > scores[1]

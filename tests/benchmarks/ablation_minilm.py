@@ -49,6 +49,7 @@ class Phase:
     qq: bool = True
     dd: bool = True
     mask_same_query: bool = True
+    shared_negatives: bool = False
     max_length: int = 96
     seed: int = 0
     weak_pairs: int = 2000
@@ -76,6 +77,9 @@ VARIANTS: dict[str, Variant] = {
     "ict+sft-3ep": Variant((Phase("weak-ict", epochs=1.0, lr=1e-5, negatives=0), replace(SFT, epochs=3.0)), note="weak ICT stage 1, then 3-epoch stage 2"),
     "ict+sft-3ep-neg3": Variant((ICT, replace(SFT, epochs=3.0, negatives=3)), note="weak ICT stage 1, then stage 2 for 3 epochs with 3 hard negatives (the preset's stage 2)"),
     "ict+sft-3ep-neg3-lr5": Variant((ICT, replace(SFT, epochs=3.0, negatives=3, lr=5e-5)), note="as ict+sft-3ep-neg3, stage 2 at lr 5e-5"),
+    "ict+sft-3ep-neg3-shared": Variant((ICT, replace(SFT, epochs=3.0, negatives=3, shared_negatives=True)), note="as ict+sft-3ep-neg3, every row's hard negatives shared across the batch (as MNRL)"),
+    "ict+sft-3ep-neg3-plain": Variant((ICT, replace(SFT, epochs=3.0, negatives=3, qq=False, dd=False)), note="as ict+sft-3ep-neg3, query-query and doc-doc terms off"),
+    "ict+sft-3ep-neg3-plain-shared": Variant((ICT, replace(SFT, epochs=3.0, negatives=3, qq=False, dd=False, shared_negatives=True)), note="as ict+sft-3ep-neg3-shared, query-query and doc-doc terms off (the preset's loss)"),
     "ict+sft-3ep-neg3-seed1": Variant((ICT, replace(SFT, epochs=3.0, negatives=3, seed=1)), note="as ict+sft-3ep-neg3, stage 2 in another data order"),
     "sft-seed1": Variant((replace(SFT, seed=1),), note="stage 2 only, another data order"),
     "ict+sft": Variant((Phase("weak-ict", epochs=1.0, lr=1e-5, negatives=0), SFT), note="weak ICT stage 1 (2000 pairs, lr 1e-5), then stage 2"),
@@ -147,7 +151,9 @@ def train_phase(model, rows: list[dict], phase: Phase) -> list[dict]:
 
     torch.manual_seed(phase.seed)
     rows = [row for row in rows if len(row["negatives"]) >= phase.negatives]
-    loss_fn = ImprovedInfoNCE(temperature=phase.temperature, use_query_query=phase.qq, use_doc_doc=phase.dd)
+    loss_fn = ImprovedInfoNCE(
+        temperature=phase.temperature, use_query_query=phase.qq, use_doc_doc=phase.dd, share_hard_negatives=phase.shared_negatives
+    )
     steps = max(1, int(phase.epochs * len(rows) / phase.batch_size))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=phase.lr, weight_decay=0.01)
     warmup = max(1, steps // 10)
@@ -221,7 +227,12 @@ def load_sts(n: int = 500) -> list[tuple[str, str, float]]:
 
 
 def reranker_variant(name: str, labelled: list[dict], base_dir: Path, subset, queries, dev_qrels) -> dict:
-    """``rerank:EMBEDDER:MAXLEN:EPOCHS:HEAD_LR``: a MiniLM cross-encoder (new head, listwise, 3 negatives) reranking the saved embedder's top 20."""
+    """``rerank:EMBEDDER:MAXLEN:EPOCHS:HEAD_LR[:residual[:LEXICAL]]``: a MiniLM cross-encoder (new head, listwise, 3 negatives) reranking the saved embedder's top 20.
+
+    ``residual``: the head starts at zero and trains on top of a prior, the embedder's
+    cosine / 0.05 plus ``LEXICAL`` (default 0) times BM25 with the training documents' IDF,
+    so the reranker starts as the prior's ranking and learns only a correction.
+    """
     from embedforge.eval.metrics import retrieval_scores
     from embedforge.eval.retrieval import search
     from embedforge.losses import ListwiseLoss
@@ -231,9 +242,29 @@ def reranker_variant(name: str, labelled: list[dict], base_dir: Path, subset, qu
     from embedforge.training.steps import group_inputs
 
     labelled = [row for row in labelled if len(row["negatives"]) >= 3]
-    embedder_name, max_length, epochs, head_lr = name.removeprefix("rerank:").split(":")
-    max_length, epochs = int(max_length), float(epochs)
+    embedder_name, max_length, epochs, head_lr, *mode = name.removeprefix("rerank:").split(":")
+    max_length, epochs, residual = int(max_length), float(epochs), mode[:1] == ["residual"]
+    lexical_weight = float(mode[1]) if len(mode) > 1 else 0.0
+    from embedforge.models.lexical import LexicalScorer
+
+    lexical = LexicalScorer.fit([d for r in labelled for d in (r["positive"], *r["negatives"][:3])])
+    model = Embedder.load(base_dir, device="cpu")
+    if embedder_name != "base":
+        model.load_state_dict(torch.load(OUT / f"{embedder_name}.pt"))
+    model.settings = model.settings.model_copy(update={"max_length": EVAL_MAX_LENGTH})
+    prior = {}
+    if residual:
+        queries_emb = model.encode([r["query"] for r in labelled], batch_size=64)
+        docs = [[r["positive"], *r["negatives"][:3]] for r in labelled]
+        docs_emb = model.encode([d for group in docs for d in group], batch_size=64).reshape(len(labelled), 4, -1)
+        prior = {
+            i: torch.as_tensor((docs_emb[i] @ queries_emb[i]) / 0.05 + lexical_weight * lexical.score(labelled[i]["query"], docs[i]), dtype=torch.float32)
+            for i in range(len(labelled))
+        }
     judge = load_reranker(base_dir, device="cpu", new_head=True)
+    if residual:
+        torch.nn.init.zeros_(judge.model.classifier.weight)
+        torch.nn.init.zeros_(judge.model.classifier.bias)
     judge.settings = judge.settings.model_copy(update={"max_length": max_length})
     loss_fn, batch_size = ListwiseLoss(1.0), 8
     steps = int(epochs * len(labelled) / batch_size)
@@ -250,11 +281,14 @@ def reranker_variant(name: str, labelled: list[dict], base_dir: Path, subset, qu
             epoch = list(range(len(labelled)))
             rng.shuffle(epoch)
             order += epoch
-        batch = [labelled[i] for i in order[:batch_size]]
+        indices = order[:batch_size]
+        batch = [labelled[i] for i in indices]
         del order[:batch_size]
         cols = tokenize_pair_groups(judge.tokenizer, [r["query"] for r in batch], [r["positive"] for r in batch], [r["negatives"][:3] for r in batch], max_length=max_length)
         t = {k: torch.as_tensor(v) for k, v in cols.items()}
         scores = judge(**group_inputs(t)).view(len(batch), -1)
+        if residual:
+            scores = scores + torch.stack([prior[i] for i in indices])
         loss = loss_fn(scores)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(judge.parameters(), 1.0)
@@ -262,21 +296,20 @@ def reranker_variant(name: str, labelled: list[dict], base_dir: Path, subset, qu
         if step % 20 == 0:
             print(f"  rerank step {step + 1}/{steps} loss {float(loss):.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
     judge.eval()
-    model = Embedder.load(base_dir, device="cpu")
-    if embedder_name != "base":
-        model.load_state_dict(torch.load(OUT / f"{embedder_name}.pt"))
-    model.settings = model.settings.model_copy(update={"max_length": EVAL_MAX_LENGTH})
     run = search(model, subset, queries, k=20, batch_size=64)
     dense = retrieval_scores(run, dev_qrels)["ndcg_at_10"]
-    reranked, fused = {}, {}
+    reranked, fused, prior_only = {}, {}, {}
     with torch.inference_mode():
         for qid, hits in run.items():
             top = sorted(hits, key=hits.get, reverse=True)[:20]
             values = judge.score(queries[qid], [subset[d].full_text for d in top], batch_size=20, logits=True)
             reranked[qid] = {d: float(v) for d, v in zip(top, values)}
-            fused[qid] = {d: hits[d] / 0.05 + float(v) for d, v in zip(top, values)}  # both models' logits: cosine / training temperature, plus the listwise head's
+            lex = lexical.score(queries[qid], [subset[d].full_text for d in top]) * lexical_weight
+            prior_only[qid] = {d: hits[d] / 0.05 + float(x) for d, x in zip(top, lex)}
+            fused[qid] = {d: prior_only[qid][d] + float(v) for d, v in zip(top, values)}  # both models' logits: cosine / training temperature, plus the listwise head's
     judge.save(OUT / name.replace(":", "_"))
     return {"scores": {"dense_ndcg_at_10": round(dense, 4), "reranked_ndcg_at_10": round(retrieval_scores(reranked, dev_qrels)["ndcg_at_10"], 4),
+                       "prior_ndcg_at_10": round(retrieval_scores(prior_only, dev_qrels)["ndcg_at_10"], 4),
                        "fused_ndcg_at_10": round(retrieval_scores(fused, dev_qrels)["ndcg_at_10"], 4)},
             "note": f"MiniLM cross-encoder, listwise, 3 negatives, max length {max_length}, {steps} steps of 8 groups, lr 5e-5 (head {head_lr}), over {embedder_name}'s top 20",
             "seconds": round(time.perf_counter() - started)}

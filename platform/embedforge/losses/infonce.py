@@ -28,8 +28,16 @@ class ImprovedInfoNCE(nn.Module):
             + \sum_{j \ne i} m_{ij} e^{s(q_i, d_j)/\tau}
 
     The other documents :math:`d_j` are the in-batch positives :math:`d_j^+` of the other
-    queries; a query's hard negatives only compete against that query, the simplest
-    faithful reading of the recipe. The mask :math:`m` drops a term (sets it to 0) when its
+    queries. By default a query's hard negatives only compete against that query, the
+    simplest faithful reading of the recipe. With ``share_hard_negatives=True`` the other
+    rows' hard negatives count as in-batch documents too, in the query-document term only:
+
+    .. math::
+
+        Z_i \mathrel{+}= \sum_{j \ne i} \sum_k m_{ijk} e^{s(q_i, d_{jk}^-)/\tau}
+
+    so each query meets N(K + 1) documents instead of K + N, as sentence-transformers'
+    ``MultipleNegativesRankingLoss`` scores them. The mask :math:`m` drops a term (sets it to 0) when its
     similarity exceeds the positive's by more than ``margin``,
     :math:`s_{ij} > s(q_i, d_i^+) + \text{margin}`: such a candidate is more likely an
     unlabelled positive than a negative. The same rule applies to every term, hard
@@ -53,8 +61,8 @@ class ImprovedInfoNCE(nn.Module):
     rank, queries, positives and positive ids are gathered from every rank with gradients
     (:func:`embedforge.distributed.gather_with_grad`), and this rank's N queries (global
     rows ``rank * N`` to ``rank * N + N - 1``) are scored against all ``world_size * N``
-    in-batch candidates. Hard negatives stay local, since under the reading above only
-    their own query uses them. Every rank must hold the same N. The loss returned is the
+    in-batch candidates. Hard negatives stay local unless they are shared, in which case
+    they and their ids are gathered as well. Every rank must hold the same N. The loss returned is the
     mean over local rows; averaging it over ranks, as DDP and DeepSpeed do with
     gradients, gives the mean over the global batch.
 
@@ -72,6 +80,8 @@ class ImprovedInfoNCE(nn.Module):
         use_doc_doc: include the :math:`s(d_i^+, d_j^+)` term.
         use_query_doc: include the :math:`s(q_i, d_j^+)` term (the classic in-batch
             negatives).
+        share_hard_negatives: also score each query against the other rows' hard
+            negatives (see above); needs hard negatives and ``use_query_doc``.
         gather_across_ranks: draw in-batch candidates from every rank (see above).
 
     References:
@@ -125,6 +135,7 @@ class ImprovedInfoNCE(nn.Module):
         use_query_query: bool = True,
         use_doc_doc: bool = True,
         use_query_doc: bool = True,
+        share_hard_negatives: bool = False,
         gather_across_ranks: bool = False,
     ) -> None:
         super().__init__()
@@ -138,6 +149,7 @@ class ImprovedInfoNCE(nn.Module):
         self.use_query_query = use_query_query
         self.use_doc_doc = use_doc_doc
         self.use_query_doc = use_query_doc
+        self.share_hard_negatives = share_hard_negatives
         self.gather_across_ranks = gather_across_ranks
 
     def forward(
@@ -157,7 +169,10 @@ class ImprovedInfoNCE(nn.Module):
         q = F.normalize(query.to(work), dim=-1)  # (N, D)
         d = F.normalize(positive.to(work), dim=-1)  # (N, D)
 
+        n = None if negatives is None else F.normalize(negatives.to(work), dim=-1)  # (N, K, D)
+        shared = self.share_hard_negatives and self.use_query_doc and n is not None
         all_q, all_d, all_ids, all_query_ids, offset = q, d, positive_ids, query_ids, 0
+        all_n, all_negative_ids = n, negative_ids
         if self.gather_across_ranks and distributed.is_distributed():
             distributed.check_same_shape_across_ranks(q, "query")
             if self.use_query_query:
@@ -167,6 +182,10 @@ class ImprovedInfoNCE(nn.Module):
                 all_ids = distributed.gather_with_grad(positive_ids)  # (R * N,)
             if query_ids is not None:
                 all_query_ids = distributed.gather_with_grad(query_ids)  # (R * N,)
+            if shared:
+                all_n = distributed.gather_with_grad(n)  # (R * N, K, D)
+                if negative_ids is not None:
+                    all_negative_ids = distributed.gather_with_grad(negative_ids)  # (R * N, K)
             offset = distributed.rank() * q.shape[0]
 
         rows = torch.arange(q.shape[0], device=q.device) + offset  # (N,)
@@ -181,8 +200,7 @@ class ImprovedInfoNCE(nn.Module):
             same_text = all_ids[None, :] == positive_ids[:, None]  # (N, R * N)
 
         logits = [s_pos.unsqueeze(1)]  # (N, 1)
-        if negatives is not None:
-            n = F.normalize(negatives.to(work), dim=-1)  # (N, K, D)
+        if n is not None:
             s_neg = torch.einsum("nd,nkd->nk", q, n)  # (N, K)
             drop = s_neg > threshold
             if negative_ids is not None:
@@ -200,9 +218,28 @@ class ImprovedInfoNCE(nn.Module):
             if same is not None:
                 drop = drop | same
             logits.append(sims.masked_fill(drop, -math.inf))
+        if shared:
+            logits.append(_shared_negative_logits(q, all_n, all_negative_ids, positive_ids, other_rows, threshold))
 
-        scaled = torch.cat(logits, dim=1) / self.temperature  # (N, 1 + K + up to 3 * R * N)
+        scaled = torch.cat(logits, dim=1) / self.temperature  # (N, 1 + K + up to 3 * R * N [+ R * N * K])
         return (torch.logsumexp(scaled, dim=1) - scaled[:, 0]).mean()
+
+
+def _shared_negative_logits(
+    q: Tensor,
+    all_n: Tensor,
+    all_negative_ids: Tensor | None,
+    positive_ids: Tensor | None,
+    other_rows: Tensor,
+    threshold: Tensor,
+) -> Tensor:
+    """``s(q_i, d_jk^-)`` for every other row j, masked like the query-document term; (N, R * N * K)."""
+    rows, k = all_n.shape[0], all_n.shape[1]
+    sims = q @ all_n.reshape(rows * k, -1).T  # (N, R * N * K)
+    drop = (sims > threshold) | ~other_rows.repeat_interleave(k, dim=1)
+    if all_negative_ids is not None and positive_ids is not None:
+        drop = drop | (all_negative_ids.reshape(1, rows * k) == positive_ids[:, None])
+    return sims.masked_fill(drop, -math.inf)
 
 
 def _check_inputs(

@@ -9,6 +9,10 @@ Both score ``sigmoid(logit)``, as sentence-transformers' ``CrossEncoder`` does f
 
 Pair cross-encoders read ``(query, document)`` text pairs (``token_type_ids`` included for
 BERT-like tokenizers) and no instruction: the query goes in bare, in training and scoring.
+
+A cross-encoder trained with a prior (:mod:`embedforge.models.prior`) keeps it in its folder's
+``prior/`` and adds it to its logit wherever it scores; sentence-transformers' ``CrossEncoder``
+loads the learned correction alone.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from embedforge.config import ConfigModel
 from embedforge.models.embedder import default_device
 from embedforge.json_files import write_json
 from embedforge.models.folders import SETTINGS_FILE, read_json, require_model_folder
+from embedforge.models.prior import PRIOR_FILE, PRIOR_FOLDER, FirstStagePrior
 from embedforge.prompts import RERANK_PREFIX, RERANK_SUFFIX, rerank_body
 from embedforge.tokenization import load_tokenizer
 
@@ -182,17 +187,26 @@ class YesNoReranker(nn.Module):
 
 
 class CrossEncoderReranker(nn.Module):
-    """A one-logit sequence classifier; score is ``sigmoid(logit)``.
+    """A one-logit sequence classifier; score is ``sigmoid(logit)``, or ``sigmoid(prior + logit)``.
 
     With ``prompt_format="qwen3"`` it reads the judge template (folded Qwen3 rerankers);
     with ``pair`` it feeds ``(query, document)`` text pairs (BERT-style cross-encoders).
+    ``forward`` returns the classifier's logit alone; :meth:`score` and :meth:`logits` add
+    the prior, when the reranker has one.
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: RerankerSettings):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        settings: RerankerSettings,
+        prior: FirstStagePrior | None = None,
+    ):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings
+        self.prior = prior
 
     @property
     def device(self) -> torch.device:
@@ -221,10 +235,14 @@ class CrossEncoderReranker(nn.Module):
     def score(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None, batch_size: int = 16, logits: bool = False
     ) -> np.ndarray:
-        return score_in_batches(self, query, documents, instruction, batch_size, logits=logits)
+        values = score_in_batches(self, query, documents, instruction, batch_size, logits=True)
+        if self.prior is not None:
+            values = values + self.prior.scores(query, documents)
+        # float64: a prior's logits reach 20 and more, where float32 sigmoids round to 1.0 and tie.
+        return values if logits else torch.sigmoid(torch.from_numpy(values).double()).numpy()
 
     def save(self, folder: str | Path) -> Path:
-        """Write the classifier, tokenizer and settings; ``CrossEncoder(folder)`` scores the same.
+        """Write the classifier, tokenizer, settings and prior; ``CrossEncoder(folder)`` scores the same without a prior.
 
         The tokenizer is saved with ``model_max_length = settings.max_length`` so that
         sentence-transformers truncates where this class does.
@@ -234,6 +252,8 @@ class CrossEncoderReranker(nn.Module):
         self.tokenizer.model_max_length = self.settings.max_length
         self.tokenizer.save_pretrained(folder)
         write_json(folder / SETTINGS_FILE, self.settings.model_dump())
+        if self.prior is not None:
+            self.prior.save(folder / PRIOR_FOLDER)
         return folder
 
 
@@ -298,14 +318,16 @@ def load_reranker(
     """Load a reranker folder: a causal LM becomes the yes/no judge, a classifier a cross-encoder.
 
     ``new_head=True`` (training bases) also loads a bare encoder as a cross-encoder with a
-    one-logit head that transformers initialises.
+    one-logit head that transformers initialises. A cross-encoder's ``prior/`` comes with it.
     """
     folder = require_model_folder(folder)
     settings = reranker_settings(folder, new_head=new_head)
     tokenizer = load_tokenizer(folder)
+    device = device or default_device()
     if settings.head == "yes_no":
         reranker = YesNoReranker(AutoModelForCausalLM.from_pretrained(folder), tokenizer, settings)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(folder, **({"num_labels": 1} if new_head else {}))
-        reranker = CrossEncoderReranker(model, tokenizer, settings)
-    return reranker.to(device or default_device()).eval()
+        has_prior = (folder / PRIOR_FOLDER / PRIOR_FILE).is_file()
+        reranker = CrossEncoderReranker(model, tokenizer, settings, FirstStagePrior.load(folder / PRIOR_FOLDER, device) if has_prior else None)
+    return reranker.to(device).eval()

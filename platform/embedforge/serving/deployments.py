@@ -236,16 +236,19 @@ class RerankerServer(ModelReplica):
             except ValueError as error:  # the query and instruction alone overflow max_length
                 results.append(APIError(400, str(error), param="query", code="invalid_value"))
                 continue
-            spans.append((len(results), len(rows), len(rows) + len(own)))
+            spans.append((len(results), len(rows), len(rows) + len(own), query, documents))
             results.append(None)
             rows += own
         self.stats["tokenize_s"] += time.perf_counter() - start
         if rows:
             device = self.reranker.device
             logits = self.run_passes(rows, self.tokenizer.pad_token_id, self.padding_side, lambda batch: self.reranker(**{key: value.to(device) for key, value in batch.items()}))
-            scores = torch.sigmoid(torch.stack(logits).double()).cpu().numpy()  # (N,), float64: no ties at 1.0
-            for slot, begin, end in spans:
-                results[slot] = (scores[begin:end], sum(len(row) for row in rows[begin:end]))
+            logits = torch.stack(logits).double().cpu()  # (N,), float64: no ties at 1.0
+            prior = getattr(self.reranker, "prior", None)
+            for slot, begin, end, query, documents in spans:
+                if prior is not None:
+                    logits[begin:end] += torch.from_numpy(prior.scores(query, documents)).double()
+                results[slot] = (torch.sigmoid(logits[begin:end]).numpy(), sum(len(row) for row in rows[begin:end]))
         return results
 
     @reranker_api.post("/", response_model=RerankResponse, responses=ERRORS, summary="Rerank documents for a query (Cohere/Jina-compatible)")

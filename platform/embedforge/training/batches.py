@@ -191,22 +191,27 @@ class TokenizeJudgeGroups:
 
 
 class TokenizePairGroups:
-    """Ray Data stage: rows of pairs to cross-encoder text pairs, positive first (row instructions unused)."""
+    """Ray Data stage: rows of pairs to cross-encoder text pairs, positive first (row instructions unused).
 
-    def __init__(self, model_dir: str, max_length: int):
+    With ``prior_dir`` (a saved :class:`embedforge.models.prior.FirstStagePrior`) it adds the
+    prior logits of every group as a ``prior`` column ``(B, 1 + K)``, which the reranker's
+    loss adds to the cross-encoder's logits.
+    """
+
+    def __init__(self, model_dir: str, max_length: int, prior_dir: str | None = None):
+        from embedforge.models.prior import FirstStagePrior
         from embedforge.tokenization import load_tokenizer
 
         self.tokenizer = load_tokenizer(model_dir)
         self.max_length = max_length
+        self.prior = FirstStagePrior.load(prior_dir, device="cpu") if prior_dir else None
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
-        return tokenize_pair_groups(
-            self.tokenizer,
-            _column(batch, "query"),
-            _column(batch, "positive"),
-            _column(batch, "negatives"),
-            max_length=self.max_length,
-        )
+        queries, positives, negatives = _column(batch, "query"), _column(batch, "positive"), _column(batch, "negatives")
+        columns = tokenize_pair_groups(self.tokenizer, queries, positives, negatives, max_length=self.max_length)
+        if self.prior is not None:
+            columns["prior"] = self.prior.group_scores(queries, [[p, *n] for p, n in zip(positives, negatives)])
+        return columns
 
 
 def used_span(attention_mask: torch.Tensor) -> slice:

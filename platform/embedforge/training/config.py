@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from embedforge.config import ConfigError, ConfigModel, DataPath, parse_config, read_yaml_mapping
+from embedforge.models.prior import PriorSettings
 from embedforge.session import RayConfig
 
 
@@ -40,6 +41,9 @@ class ModelSection(ConfigModel):
     """Query tokens, instruction included (embedder only)."""
     attention: Literal["bidirectional", "causal"] | None = None
     """Decoder embedders: override the saved attention (the recipe trains bidirectionally)."""
+    prior: PriorSettings | None = None
+    """Cross-encoder rerankers: learn a correction to the first-stage embedder's (and BM25's)
+    scores instead of scoring from scratch (:mod:`embedforge.models.prior`)."""
 
 
 class DataSection(ConfigModel):
@@ -60,6 +64,8 @@ class LossSection(ConfigModel):
     use_query_query: bool = True
     use_doc_doc: bool = True
     use_query_doc: bool = True
+    share_hard_negatives: bool = False
+    """Score each query against every row's hard negatives, not only its own (as MNRL does)."""
     gather_across_ranks: bool = True
     """Score each query against the in-batch documents of every worker."""
     matryoshka_dimensions: list[int] | None = None
@@ -152,6 +158,8 @@ class TrainConfig(ConfigModel):
             raise ValueError("the reranker is trained in stage 2 only")
         if self.model.kind == "reranker" and self.loss.reranker_loss == "listwise" and self.data.num_negatives < 1:
             raise ValueError("the listwise reranker loss needs data.num_negatives >= 1")
+        if self.model.prior is not None and self.model.kind != "reranker":
+            raise ValueError("model.prior applies to rerankers only")
         if self.strategy.grad_cache_chunk_size is not None:
             if self.strategy.name != "ddp":
                 raise ValueError("strategy.grad_cache_chunk_size works with strategy.name: ddp only")

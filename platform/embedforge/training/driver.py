@@ -11,10 +11,12 @@ checkpoint.
 from __future__ import annotations
 
 import random
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embedforge.models.prior import PRIOR_FOLDER
 from embedforge.session import ensure_ray
 from embedforge.training.config import TrainConfig
 from embedforge.training.pairs import read_pair_rows
@@ -30,13 +32,18 @@ class TrainingResult:
     loss_curve: Path | None = None
 
 
-def build_datasets(cfg: TrainConfig, base_dir: Path) -> tuple[dict, dict[str, int], dict[str, dict[str, int]]]:
-    """Ray datasets of token columns, per-worker batches per epoch, and skipped-row counts."""
+def build_datasets(cfg: TrainConfig, base_dir: Path, run_dir: Path) -> tuple[dict, dict[str, int], dict[str, dict[str, int]]]:
+    """Ray datasets of token columns, per-worker batches per epoch, and skipped-row counts.
+
+    A reranker with ``model.prior`` gets its prior built here and saved in ``run_dir/prior``
+    (BM25 counts the documents of every dataset), for the tokeniser and the exported model.
+    """
     import ray.data
 
     from embedforge.training.batches import TokenizeEmbedderPairs, TokenizeJudgeGroups, TokenizePairGroups
 
     world, batch = cfg.scaling.num_workers, cfg.optim.batch_size
+    mixture = {spec.name: read_pair_rows(spec.path, num_negatives=cfg.data.num_negatives, instruction=spec.instruction) for spec in cfg.data.datasets}
     if cfg.model.kind == "embedder":
         from embedforge.models.embedder import read_settings
 
@@ -48,9 +55,13 @@ def build_datasets(cfg: TrainConfig, base_dir: Path) -> tuple[dict, dict[str, in
         settings = reranker_settings(base_dir, new_head=True)
         stage = TokenizePairGroups if settings.prompt_format == "pair" else TokenizeJudgeGroups
         kwargs = {"max_length": cfg.model.max_length or settings.max_length}
+        if cfg.model.prior is not None:
+            if stage is not TokenizePairGroups:
+                raise ValueError(f"model.prior needs a pair cross-encoder base (a BERT-like encoder); {base_dir} is not one")
+            kwargs["prior_dir"] = str(build_prior(cfg, mixture, run_dir / PRIOR_FOLDER))
     datasets, batches_per_epoch, skipped = {}, {}, {}
     for spec in cfg.data.datasets:
-        rows = read_pair_rows(spec.path, num_negatives=cfg.data.num_negatives, instruction=spec.instruction)
+        rows = mixture[spec.name]
         per_worker = len(rows.rows) // world // batch
         if per_worker < 1:
             raise ValueError(
@@ -73,6 +84,18 @@ def build_datasets(cfg: TrainConfig, base_dir: Path) -> tuple[dict, dict[str, in
     return datasets, batches_per_epoch, skipped
 
 
+def build_prior(cfg: TrainConfig, mixture: dict, folder: Path) -> Path:
+    """Build the reranker's prior (embedder, BM25 over the training documents) and save it in ``folder``."""
+    from embedforge.models.prior import FirstStagePrior
+    from embedforge.models.registry import resolve_model
+
+    documents = (text for rows in mixture.values() for row in rows.rows for text in (row["positive"], *row["negatives"]))
+    prior = FirstStagePrior.build(cfg.model.prior, resolve_model(cfg.model.prior.embedder), documents)
+    if folder.exists():
+        shutil.rmtree(folder)
+    return prior.save(folder)
+
+
 def run_training(cfg: TrainConfig) -> TrainingResult:
     """Train the configured model on Ray Train; returns the final model folder and metrics."""
     import ray.data
@@ -89,7 +112,7 @@ def run_training(cfg: TrainConfig) -> TrainingResult:
     storage = Path(cfg.run.storage_path).resolve()
     run_dir = storage / cfg.run.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    datasets, batches_per_epoch, skipped = build_datasets(cfg, base_dir)
+    datasets, batches_per_epoch, skipped = build_datasets(cfg, base_dir, run_dir)
     for name, counts in skipped.items():
         if counts:
             print(f"dataset {name}: skipped rows {counts}")

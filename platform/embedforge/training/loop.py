@@ -138,7 +138,7 @@ def train_func(config: dict[str, Any]) -> None:
                 append_metrics(run_dir, metrics)
                 progress.logged(step, metrics)
         if step in cfg.run.merge_steps:
-            save_model(strategy, cfg, base_dir, run_dir / "merge_candidates" / f"step_{step:06d}", export_model)
+            save_model(strategy, cfg, base_dir, run_dir, run_dir / "merge_candidates" / f"step_{step:06d}", export_model)
         if is_checkpoint:
             with tempfile.TemporaryDirectory() as folder:
                 strategy.save(Path(folder), {"step": step})
@@ -148,17 +148,22 @@ def train_func(config: dict[str, Any]) -> None:
         elif is_log:
             ray.train.report(metrics)
 
-    save_model(strategy, cfg, base_dir, run_dir / "final_model", export_model)
+    save_model(strategy, cfg, base_dir, run_dir, run_dir / "final_model", export_model)
     if progress is not None:
         progress.close()
 
 
-def save_model(strategy, cfg: TrainConfig, base_dir: str, folder: Path, export_model) -> None:
-    """Gather the full weights (a collective under ZeRO-3) and write a model folder on rank 0."""
+def save_model(strategy, cfg: TrainConfig, base_dir: str, run_dir: Path, folder: Path, export_model) -> None:
+    """Gather the full weights (a collective under ZeRO-3) and write a model folder on rank 0.
+
+    A reranker's prior, which the driver saved in the run folder, goes into the model folder too.
+    """
     import ray.train
+
+    from embedforge.models.prior import PRIOR_FOLDER
 
     state = strategy.full_state_dict()
     if ray.train.get_context().get_world_rank() == 0:
-        export_model(cfg, base_dir, state, folder)
+        export_model(cfg, base_dir, state, folder, prior_dir=run_dir / PRIOR_FOLDER if cfg.model.prior else None)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()

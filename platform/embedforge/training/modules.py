@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from embedforge.models.prior import copy_prior
 from embedforge.models.reranker import CrossEncoderReranker
 from embedforge.training.config import LoraSection, TrainConfig
 
@@ -77,6 +78,8 @@ def build_trainable(config: TrainConfig, base_dir: str | Path, *, for_training: 
         reranker = load_reranker(base_dir, device="cpu", new_head=True)
         if config.model.max_length is not None:
             reranker.settings = reranker.settings.model_copy(update={"max_length": config.model.max_length})
+        if config.model.prior is not None:
+            zero_head(reranker.model)
         module = JudgeLogits(reranker) if isinstance(reranker, YesNoReranker) else reranker
     backbone = backbone_of(module)
     if for_training and config.strategy.gradient_checkpointing:
@@ -89,8 +92,23 @@ def build_trainable(config: TrainConfig, base_dir: str | Path, *, for_training: 
     return module.train()
 
 
-def export_model(config: TrainConfig, base_dir: str | Path, state_dict: dict[str, torch.Tensor], folder: Path) -> Path:
-    """Write trained weights as a plain model folder (LoRA merged) loadable by embedforge and sentence-transformers."""
+def zero_head(model: nn.Module) -> None:
+    """Zero a sequence classifier's output layer, so that a reranker with a prior starts as the prior."""
+    layers = [module for name, module in model.named_modules() if name.split(".")[0] in ("classifier", "score") and isinstance(module, nn.Linear)]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no classifier or score layer to start from zero")
+    nn.init.zeros_(layers[-1].weight)
+    if layers[-1].bias is not None:
+        nn.init.zeros_(layers[-1].bias)
+
+
+def export_model(
+    config: TrainConfig, base_dir: str | Path, state_dict: dict[str, torch.Tensor], folder: Path, prior_dir: Path | None = None
+) -> Path:
+    """Write trained weights as a plain model folder (LoRA merged) loadable by embedforge and sentence-transformers.
+
+    ``prior_dir``: a saved reranker prior, copied into the folder's ``prior/``.
+    """
     module = build_trainable(config, base_dir, for_training=False)
     missing, unexpected = module.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
@@ -101,7 +119,10 @@ def export_model(config: TrainConfig, base_dir: str | Path, state_dict: dict[str
     if config.model.kind == "embedder":
         target.settings = exported_settings(config, target.settings)
     folder.mkdir(parents=True, exist_ok=True)
-    return target.save(folder)
+    target.save(folder)
+    if prior_dir is not None:
+        copy_prior(prior_dir, folder)
+    return folder
 
 
 def exported_settings(config: TrainConfig, settings):

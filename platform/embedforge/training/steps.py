@@ -133,12 +133,17 @@ def reranker_loss(
 ) -> Tensor:
     """Pointwise or listwise loss over groups of (positive, negatives) inputs ``(B, G, L)``, positive first.
 
+    A ``prior`` column ``(B, G)`` (:class:`embedforge.training.batches.TokenizePairGroups`) is
+    added to a cross-encoder's logits before the loss.
+
     With ``yes_id``/``no_id`` the model is the yes/no judge and returns last-position logits
     ``(B * G, V)``; without them it is a cross-encoder and returns one relevance logit per
     pair, ``(B * G,)``.
     """
     b, g, _ = batch["input_ids"].shape
     output = model(**group_inputs(batch))  # (B * G, V) judge logits or (B * G,) scores
+    if "prior" in batch:  # a cross-encoder learning a correction: its logit is prior + output
+        output = output + batch["prior"].to(output.dtype).flatten()
     if isinstance(loss_fn, ListwiseLoss):
         scores = output if yes_id is None else yes_no_logit(output, yes_id, no_id)
         return loss_fn(scores.view(b, g))  # scores (B, G), positive first
@@ -165,6 +170,7 @@ def build_loss(config, yes_id: int | None = None, no_id: int | None = None) -> n
         use_query_query=section.use_query_query,
         use_doc_doc=section.use_doc_doc,
         use_query_doc=section.use_query_doc,
+        share_hard_negatives=section.share_hard_negatives,
         gather_across_ranks=section.gather_across_ranks,
     )
     if section.matryoshka_dimensions:

@@ -1,0 +1,107 @@
+"""The prior a cross-encoder reranker learns a correction on: the embedder's cosine plus BM25.
+
+A cross-encoder trained from a general encoder on a few hundred queries ranks worse than the
+fine-tuned embedder whose hits it reranks (docs/benchmarks.md, ``minilm_scifact``). With a
+prior, the reranker's relevance logit is
+
+    logit(q, d) = embedder_weight * cos(E(q), E(d)) + lexical_weight * BM25(q, d) + f(q, d)
+
+where E is the first-stage embedder, BM25 counts terms with the training documents'
+statistics (:class:`embedforge.models.lexical.LexicalScorer`), and f is the cross-encoder,
+whose head starts at zero. Training optimises the same sum, so f learns only what the
+prior gets wrong, and an untrained reranker ranks exactly as the prior does.
+``embedder_weight`` defaults to 20, one over the embedder's training temperature 0.05:
+the prior is then the logit the embedder was trained on.
+
+A reranker folder with a prior holds it in ``prior/``: ``prior.json`` (the weights), the
+embedder in ``prior/embedder`` and the BM25 statistics in ``prior/bm25.json``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from embedforge.config import ConfigModel
+from embedforge.json_files import write_json
+from embedforge.models.embedder import Embedder
+from embedforge.models.folders import read_json
+from embedforge.models.lexical import LexicalScorer
+
+PRIOR_FOLDER = "prior"
+PRIOR_FILE = "prior.json"
+EMBEDDER_FOLDER = "embedder"
+LEXICAL_FILE = "bm25.json"
+
+
+class PriorSettings(ConfigModel):
+    """``model.prior`` of a cross-encoder reranker's training config."""
+
+    embedder: str
+    """The first-stage embedder whose hits the reranker reorders (a folder, or ``@merge`` in a pipeline)."""
+    embedder_weight: float = Field(20.0, gt=0)
+    """Scale of the embedder's cosine: one over the temperature it was trained at."""
+    lexical_weight: float = Field(0.0, ge=0)
+    """Scale of BM25; 0 leaves it out."""
+
+
+class FirstStagePrior:
+    """Scores (query, documents) with the embedder's scaled cosine plus scaled BM25."""
+
+    def __init__(self, embedder: Embedder, lexical: LexicalScorer | None, embedder_weight: float, lexical_weight: float):
+        self.embedder = embedder
+        self.lexical = lexical
+        self.embedder_weight = embedder_weight
+        self.lexical_weight = lexical_weight
+
+    @classmethod
+    def build(cls, settings: PriorSettings, embedder_dir: str | Path, documents: Iterable[str]) -> FirstStagePrior:
+        """The prior of ``settings``: its embedder, and BM25 counted over ``documents`` when weighted."""
+        lexical = LexicalScorer.fit(documents) if settings.lexical_weight > 0 else None
+        embedder = Embedder.load(embedder_dir, device="cpu")
+        return cls(embedder, lexical, settings.embedder_weight, settings.lexical_weight)
+
+    def scores(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        """The prior logit of each document for ``query``, float32, in document order."""
+        return self.group_scores([query], [documents])[0]
+
+    def group_scores(self, queries: Sequence[str], groups: Sequence[Sequence[str]]) -> np.ndarray:
+        """Prior logits ``(B, G)`` of B queries, each against its own G documents."""
+        texts = [text for group in groups for text in group]
+        q = self.embedder.encode(list(queries), query=True)  # (B, H)
+        d = self.embedder.encode(texts).reshape(len(groups), -1, q.shape[1])  # (B, G, H)
+        logits = self.embedder_weight * np.einsum("bh,bgh->bg", q, d)
+        if self.lexical is not None:
+            logits += self.lexical_weight * np.stack([self.lexical.score(query, group) for query, group in zip(queries, groups)])
+        return logits.astype(np.float32)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``folder`` (a reranker's ``prior/``): weights, embedder and BM25 statistics."""
+        folder = Path(folder)
+        self.embedder.save(folder / EMBEDDER_FOLDER)
+        if self.lexical is not None:
+            self.lexical.save(folder / LEXICAL_FILE)
+        write_json(folder / PRIOR_FILE, {"embedder_weight": self.embedder_weight, "lexical_weight": self.lexical_weight})
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str | torch.device | None = None) -> FirstStagePrior:
+        folder = Path(folder)
+        weights = read_json(folder / PRIOR_FILE)
+        if weights is None:
+            raise FileNotFoundError(f"{folder}: no {PRIOR_FILE}")
+        lexical = LexicalScorer.load(folder / LEXICAL_FILE) if weights["lexical_weight"] > 0 else None
+        return cls(Embedder.load(folder / EMBEDDER_FOLDER, device=device), lexical, weights["embedder_weight"], weights["lexical_weight"])
+
+
+def copy_prior(source: Path, model_folder: Path) -> None:
+    """Put a saved prior into a reranker folder (replacing one already there)."""
+    target = model_folder / PRIOR_FOLDER
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)

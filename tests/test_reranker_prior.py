@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from embedforge.models.lexical import LexicalScorer, terms
-from embedforge.models.prior import FirstStagePrior, PriorSettings
+from embedforge.models.prior import FirstStagePrior
 from embedforge.models.reranker import CrossEncoderReranker, load_reranker
 from embedforge.training.batches import TokenizePairGroups
 from embedforge.training.config import parse_stage_config
@@ -57,9 +57,8 @@ def test_bm25_saves_and_loads(tmp_path):
 
 @pytest.fixture(scope="module")
 def prior_dir(tmp_path_factory, minilm_dir):
-    settings = PriorSettings(embedder=str(minilm_dir), lexical_weight=0.5)
     documents = [text for row in ROWS for text in (row["positive"], *row["negatives"])]
-    return FirstStagePrior.build(settings, minilm_dir, documents).save(tmp_path_factory.mktemp("prior"))
+    return FirstStagePrior.build(minilm_dir, documents, embedder_weight=20.0, lexical_weight=0.5).save(tmp_path_factory.mktemp("prior"))
 
 
 def test_prior_is_scaled_cosine_plus_scaled_bm25(prior_dir):

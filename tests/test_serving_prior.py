@@ -22,7 +22,7 @@ def prior_reranker_dir(tmp_path_factory, minilm_dir):
     """A 2-layer BERT cross-encoder with a prior (MiniLM's cosine and BM25), its head moved off zero."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from embedforge.models.prior import FirstStagePrior, PriorSettings
+    from embedforge.models.prior import FirstStagePrior
     from embedforge.training.config import parse_stage_config
     from embedforge.training.modules import build_trainable, export_model
 
@@ -44,7 +44,7 @@ def prior_reranker_dir(tmp_path_factory, minilm_dir):
     module = build_trainable(config, base)
     with torch.no_grad():
         module.model.classifier.weight.normal_()
-    prior_dir = FirstStagePrior.build(PriorSettings(**prior), minilm_dir, DOCUMENTS).save(tmp_path_factory.mktemp("prior"))
+    prior_dir = FirstStagePrior.build(minilm_dir, DOCUMENTS, embedder_weight=20.0, lexical_weight=0.3).save(tmp_path_factory.mktemp("prior"))
     return export_model(config, base, module.state_dict(), tmp_path_factory.mktemp("reranker") / "model", prior_dir=prior_dir)
 
 

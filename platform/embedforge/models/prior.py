@@ -25,9 +25,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from embedforge.config import ConfigModel
 from embedforge.json_files import write_json
 from embedforge.models.embedder import Embedder
 from embedforge.models.folders import read_json
@@ -37,17 +35,6 @@ PRIOR_FOLDER = "prior"
 PRIOR_FILE = "prior.json"
 EMBEDDER_FOLDER = "embedder"
 LEXICAL_FILE = "bm25.json"
-
-
-class PriorSettings(ConfigModel):
-    """``model.prior`` of a cross-encoder reranker's training config."""
-
-    embedder: str
-    """The first-stage embedder whose hits the reranker reorders (a folder, or ``@merge`` in a pipeline)."""
-    embedder_weight: float = Field(20.0, gt=0)
-    """Scale of the embedder's cosine: one over the temperature it was trained at."""
-    lexical_weight: float = Field(0.0, ge=0)
-    """Scale of BM25; 0 leaves it out."""
 
 
 class FirstStagePrior:
@@ -60,11 +47,10 @@ class FirstStagePrior:
         self.lexical_weight = lexical_weight
 
     @classmethod
-    def build(cls, settings: PriorSettings, embedder_dir: str | Path, documents: Iterable[str]) -> FirstStagePrior:
-        """The prior of ``settings``: its embedder, and BM25 counted over ``documents`` when weighted."""
-        lexical = LexicalScorer.fit(documents) if settings.lexical_weight > 0 else None
-        embedder = Embedder.load(embedder_dir, device="cpu")
-        return cls(embedder, lexical, settings.embedder_weight, settings.lexical_weight)
+    def build(cls, embedder_dir: str | Path, documents: Iterable[str], embedder_weight: float, lexical_weight: float) -> FirstStagePrior:
+        """The embedder in ``embedder_dir``, and BM25 counted over ``documents`` when it has a weight."""
+        lexical = LexicalScorer.fit(documents) if lexical_weight > 0 else None
+        return cls(Embedder.load(embedder_dir, device="cpu"), lexical, embedder_weight, lexical_weight)
 
     def scores(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """The prior logit of each document for ``query``, float32, in document order."""

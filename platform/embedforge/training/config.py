@@ -15,7 +15,6 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from embedforge.config import ConfigError, ConfigModel, DataPath, parse_config, read_yaml_mapping
-from embedforge.models.prior import PriorSettings
 from embedforge.session import RayConfig
 
 
@@ -31,6 +30,17 @@ class DatasetSpec(ConfigModel):
     """Query instruction for every row of this dataset; ``None`` keeps each row's own."""
 
 
+class PriorSection(ConfigModel):
+    """A cross-encoder reranker's prior (:mod:`embedforge.models.prior`)."""
+
+    embedder: str
+    """The first-stage embedder whose hits the reranker reorders (a folder, a packaged name, or ``@merge`` in a pipeline)."""
+    embedder_weight: float = Field(20.0, gt=0)
+    """Scale of the embedder's cosine: one over the temperature it was trained at."""
+    lexical_weight: float = Field(0.0, ge=0)
+    """Scale of BM25 over the training documents; 0 leaves it out."""
+
+
 class ModelSection(ConfigModel):
     kind: Literal["embedder", "reranker"]
     base: str
@@ -41,7 +51,7 @@ class ModelSection(ConfigModel):
     """Query tokens, instruction included (embedder only)."""
     attention: Literal["bidirectional", "causal"] | None = None
     """Decoder embedders: override the saved attention (the recipe trains bidirectionally)."""
-    prior: PriorSettings | None = None
+    prior: PriorSection | None = None
     """Cross-encoder rerankers: learn a correction to the first-stage embedder's (and BM25's)
     scores instead of scoring from scratch (:mod:`embedforge.models.prior`)."""
 

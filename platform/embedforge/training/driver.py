@@ -16,7 +16,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embedforge.models.prior import PRIOR_FOLDER
 from embedforge.session import ensure_ray
 from embedforge.training.config import TrainConfig
 from embedforge.training.pairs import read_pair_rows
@@ -50,6 +49,7 @@ def build_datasets(cfg: TrainConfig, base_dir: Path, run_dir: Path) -> tuple[dic
         max_length = cfg.model.max_length or read_settings(base_dir).max_length
         stage, kwargs = TokenizeEmbedderPairs, {"query_max_length": cfg.model.query_max_length, "max_length": max_length}
     else:
+        from embedforge.models.prior import PRIOR_FOLDER
         from embedforge.models.reranker import reranker_settings
 
         settings = reranker_settings(base_dir, new_head=True)
@@ -90,7 +90,8 @@ def build_prior(cfg: TrainConfig, mixture: dict, folder: Path) -> Path:
     from embedforge.models.registry import resolve_model
 
     documents = (text for rows in mixture.values() for row in rows.rows for text in (row["positive"], *row["negatives"]))
-    prior = FirstStagePrior.build(cfg.model.prior, resolve_model(cfg.model.prior.embedder), documents)
+    section = cfg.model.prior
+    prior = FirstStagePrior.build(resolve_model(section.embedder), documents, section.embedder_weight, section.lexical_weight)
     if folder.exists():
         shutil.rmtree(folder)
     return prior.save(folder)

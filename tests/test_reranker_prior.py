@@ -116,6 +116,14 @@ def test_a_reranker_with_a_prior_starts_as_the_prior_and_exports_it(minilm_dir, 
     np.testing.assert_allclose(logits, own + prior.scores(query, documents), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(reranker.score(query, documents), 1 / (1 + np.exp(-logits)), rtol=1e-5)
 
+    from embedforge.training.driver import build_datasets
+    from embedforge.training.pairs import write_pair_rows
+
+    rows = write_pair_rows(ROWS, tmp_path / "rows.jsonl")
+    go_on = parse_stage_config({**prior_config(folder).model_dump(mode="json"), "data": {"datasets": [{"name": "a", "path": str(rows)}], "num_negatives": 2}})
+    with pytest.raises(ValueError, match="was trained with a prior"):  # its correction would train without the prior it is saved with
+        build_datasets(go_on, folder, tmp_path / "run")
+
 
 def test_prior_is_for_rerankers_only(minilm_dir):
     from embedforge.config import ConfigError

@@ -37,8 +37,8 @@ class ImprovedInfoNCE(nn.Module):
         Z_i \mathrel{+}= \sum_{j \ne i} \sum_k m_{ijk} e^{s(q_i, d_{jk}^-)/\tau}
 
     so each query meets N(K + 1) documents instead of K + N, as sentence-transformers'
-    ``MultipleNegativesRankingLoss`` scores them. The mask :math:`m` drops a term (sets it to 0) when its
-    similarity exceeds the positive's by more than ``margin``,
+    ``MultipleNegativesRankingLoss`` scores them. The mask :math:`m` drops a term (sets it
+    to 0) when its similarity exceeds the positive's by more than ``margin``,
     :math:`s_{ij} > s(q_i, d_i^+) + \text{margin}`: such a candidate is more likely an
     unlabelled positive than a negative. The same rule applies to every term, hard
     negatives included, each compared with the raw cosine of its own pair. The mask is a
@@ -62,9 +62,9 @@ class ImprovedInfoNCE(nn.Module):
     (:func:`embedforge.distributed.gather_with_grad`), and this rank's N queries (global
     rows ``rank * N`` to ``rank * N + N - 1``) are scored against all ``world_size * N``
     in-batch candidates. Hard negatives stay local unless they are shared, in which case
-    they and their ids are gathered as well. Every rank must hold the same N. The loss returned is the
-    mean over local rows; averaging it over ranks, as DDP and DeepSpeed do with
-    gradients, gives the mean over the global batch.
+    they and their ids are gathered as well. Every rank must hold the same N. The loss
+    returned is the mean over local rows; averaging it over ranks, as DDP and DeepSpeed do
+    with gradients, gives the mean over the global batch.
 
     Similarities are computed in at least float32 whatever the input dtype: at
     ``tau = 0.05``, bf16's 8-bit mantissa would blur logits by about 0.1.

@@ -55,6 +55,8 @@ def build_datasets(cfg: TrainConfig, base_dir: Path, run_dir: Path) -> tuple[dic
         settings = reranker_settings(base_dir, new_head=True)
         stage = TokenizePairGroups if settings.prompt_format == "pair" else TokenizeJudgeGroups
         kwargs = {"max_length": cfg.model.max_length or settings.max_length}
+        if cfg.model.prior is None and (base_dir / PRIOR_FOLDER).is_dir():
+            raise ValueError(f"{base_dir} was trained with a prior ({PRIOR_FOLDER}/): set model.prior to go on training it")
         if cfg.model.prior is not None:
             if stage is not TokenizePairGroups:
                 raise ValueError(f"model.prior needs a pair cross-encoder base (a BERT-like encoder); {base_dir} is not one")

@@ -94,7 +94,7 @@ def test_a_reranker_with_a_prior_starts_as_the_prior_and_exports_it(minilm_dir, 
     module = build_trainable(config, minilm_dir)
     columns = TokenizePairGroups(str(minilm_dir), max_length=64, prior_dir=str(prior_dir))({key: [r[key] for r in ROWS] for key in COLUMNS})
     prior = FirstStagePrior.load(prior_dir, device="cpu")
-    expected = prior.group_scores([r["query"] for r in ROWS], [[r["positive"], *r["negatives"]] for r in ROWS])
+    expected = np.stack(prior.group_scores([r["query"] for r in ROWS], [[r["positive"], *r["negatives"]] for r in ROWS]))
     np.testing.assert_allclose(columns["prior"], expected, rtol=1e-5, atol=1e-5)
 
     batch = {key: torch.as_tensor(value) for key, value in columns.items()}

@@ -71,3 +71,25 @@ def test_served_scores_include_the_prior(server, prior_reranker_dir, tmp_path):
     assert response.status_code == 200, response.text
     for result in response.json()["results"]:
         assert result["relevance_score"] == pytest.approx(expected[result["index"]], abs=1e-6)
+
+
+def test_concurrent_requests_of_different_sizes_each_get_their_own_prior(server, prior_reranker_dir):
+    """The replica batches requests and computes all their priors together; each must get its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from embedforge.models.reranker import load_reranker
+
+    reranker = load_reranker(prior_reranker_dir, device="cpu")
+    requests = [(QUERY, DOCUMENTS), ("yellow fruit", DOCUMENTS[:2]), ("moon", DOCUMENTS[1:])] * 3
+
+    def rerank(request):
+        query, documents = request
+        return httpx.post(f"{server}/v1/rerank", json={"query": query, "documents": documents}, timeout=60)
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        responses = list(pool.map(rerank, requests))
+    for (query, documents), response in zip(requests, responses):
+        assert response.status_code == 200, response.text
+        expected = reranker.score(query, documents)
+        for result in response.json()["results"]:
+            assert result["relevance_score"] == pytest.approx(expected[result["index"]], abs=1e-6)

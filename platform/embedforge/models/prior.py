@@ -56,15 +56,22 @@ class FirstStagePrior:
         """The prior logit of each document for ``query``, float32, in document order."""
         return self.group_scores([query], [documents])[0]
 
-    def group_scores(self, queries: Sequence[str], groups: Sequence[Sequence[str]]) -> np.ndarray:
-        """Prior logits ``(B, G)`` of B queries, each against its own G documents."""
-        texts = [text for group in groups for text in group]
+    def group_scores(self, queries: Sequence[str], groups: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Prior logits of each query against its own group of documents (groups may differ in size).
+
+        All queries, and all documents, go through the embedder in one call each, so a batch of
+        requests or training rows costs one pass per side, not one per query.
+        """
         q = self.embedder.encode(list(queries), query=True)  # (B, H)
-        d = self.embedder.encode(texts).reshape(len(groups), -1, q.shape[1])  # (B, G, H)
-        logits = self.embedder_weight * np.einsum("bh,bgh->bg", q, d)
-        if self.lexical is not None:
-            logits += self.lexical_weight * np.stack([self.lexical.score(query, group) for query, group in zip(queries, groups)])
-        return logits.astype(np.float32)
+        d = self.embedder.encode([text for group in groups for text in group])  # (sum of G, H)
+        per_group = np.split(d, np.cumsum([len(group) for group in groups])[:-1])
+        logits = []
+        for query, group, query_embedding, documents in zip(queries, groups, q, per_group):
+            values = self.embedder_weight * (documents @ query_embedding)
+            if self.lexical is not None:
+                values = values + self.lexical_weight * self.lexical.score(query, group)
+            logits.append(values.astype(np.float32))
+        return logits
 
     def save(self, folder: str | Path) -> Path:
         """Write ``folder`` (a reranker's ``prior/``): weights, embedder and BM25 statistics."""

@@ -244,10 +244,11 @@ class RerankerServer(ModelReplica):
             device = self.reranker.device
             logits = self.run_passes(rows, self.tokenizer.pad_token_id, self.padding_side, lambda batch: self.reranker(**{key: value.to(device) for key, value in batch.items()}))
             logits = torch.stack(logits).double().cpu()  # (N,), float64: no ties at 1.0
-            prior = getattr(self.reranker, "prior", None)
-            for slot, begin, end, query, documents in spans:
-                if prior is not None:
-                    logits[begin:end] += torch.from_numpy(prior.scores(query, documents)).double()
+            prior = getattr(self.reranker, "prior", None)  # cross-encoders trained with one
+            if prior is not None:  # every request's prior in one embedder pass per side
+                priors = prior.group_scores([span[3] for span in spans], [span[4] for span in spans])
+                logits += torch.cat([torch.from_numpy(values) for values in priors]).double()  # spans are contiguous, in row order
+            for slot, begin, end, _, _ in spans:
                 results[slot] = (torch.sigmoid(logits[begin:end]).numpy(), sum(len(row) for row in rows[begin:end]))
         return results
 

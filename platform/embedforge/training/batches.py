@@ -210,7 +210,7 @@ class TokenizePairGroups:
         queries, positives, negatives = _column(batch, "query"), _column(batch, "positive"), _column(batch, "negatives")
         columns = tokenize_pair_groups(self.tokenizer, queries, positives, negatives, max_length=self.max_length)
         if self.prior is not None:
-            columns["prior"] = self.prior.group_scores(queries, [[p, *n] for p, n in zip(positives, negatives)])
+            columns["prior"] = np.stack(self.prior.group_scores(queries, [[p, *n] for p, n in zip(positives, negatives)]))
         return columns
 
 

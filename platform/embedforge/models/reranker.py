@@ -160,7 +160,8 @@ class YesNoReranker(nn.Module):
         self, query: str, documents: Sequence[str], *, instruction: str | None = None, batch_size: int = 16, logits: bool = False
     ) -> np.ndarray:
         """Relevance probabilities ``sigmoid(logit_yes - logit_no)`` (or the logits), in document order."""
-        return score_in_batches(self, query, documents, instruction, batch_size, logits=logits)
+        values = score_in_batches(self, query, documents, instruction, batch_size)
+        return values if logits else probabilities(values)
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
@@ -235,11 +236,8 @@ class CrossEncoderReranker(nn.Module):
     def score(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None, batch_size: int = 16, logits: bool = False
     ) -> np.ndarray:
-        values = score_in_batches(self, query, documents, instruction, batch_size, logits=True)
-        if self.prior is not None:
-            values = values + self.prior.scores(query, documents)
-        # float64: a prior's logits reach 20 and more, where float32 sigmoids round to 1.0 and tie.
-        return values if logits else torch.sigmoid(torch.from_numpy(values).double()).numpy()
+        values = with_prior(self, [query], [documents], score_in_batches(self, query, documents, instruction, batch_size))
+        return values if logits else probabilities(values)
 
     def save(self, folder: str | Path) -> Path:
         """Write the classifier, tokenizer, settings and prior; ``CrossEncoder(folder)`` scores the same without a prior.
@@ -258,27 +256,37 @@ class CrossEncoderReranker(nn.Module):
 
 
 def score_in_batches(
-    reranker: YesNoReranker | CrossEncoderReranker,
-    query: str,
-    documents: Sequence[str],
-    instruction: str | None,
-    batch_size: int,
-    *,
-    logits: bool = False,
+    reranker: YesNoReranker | CrossEncoderReranker, query: str, documents: Sequence[str], instruction: str | None, batch_size: int
 ) -> np.ndarray:
-    """``sigmoid`` of the reranker's relevance logits (or the logits), batch by batch, in document order.
-
-    Rank by ``logits=True``: the order is the same, but a listwise-trained head has no fixed
-    offset, so its logits can sit where float32 sigmoids round to exactly 1.0 and tie.
-    """
+    """The reranker's own relevance logits (no prior), batch by batch, in document order, float32."""
     reranker.eval()
     scores = np.zeros(len(documents), dtype=np.float32)
     for start in range(0, len(documents), batch_size):
         batch = reranker.build_inputs(query, documents[start : start + batch_size], instruction)
         batch = {key: value.to(reranker.device) for key, value in batch.items()}
-        values = reranker(**batch).float()
-        scores[start : start + batch_size] = (values if logits else torch.sigmoid(values)).cpu().numpy()
+        scores[start : start + batch_size] = reranker(**batch).float().cpu().numpy()
     return scores
+
+
+def with_prior(
+    reranker: YesNoReranker | CrossEncoderReranker, queries: Sequence[str], groups: Sequence[Sequence[str]], logits: np.ndarray
+) -> np.ndarray:
+    """``logits`` (each query's group of documents, groups concatenated) plus the reranker's prior, float64.
+
+    Rerankers without a prior return ``logits`` as they are, in float64. Every query and
+    document goes through the prior's embedder in one call per side.
+    """
+    values = np.asarray(logits, dtype=np.float64)
+    prior = getattr(reranker, "prior", None)
+    if prior is None:
+        return values
+    return values + np.concatenate(prior.group_scores(queries, groups))
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """``sigmoid(logits)`` in float64: a prior's logits reach 20 and more, where float32 sigmoids
+    round to exactly 1.0 and tie. Rank by the logits themselves where order is all that matters."""
+    return torch.sigmoid(torch.as_tensor(logits, dtype=torch.float64)).numpy()
 
 
 def is_encoder(config: PretrainedConfig) -> bool:

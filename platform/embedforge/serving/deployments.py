@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 
 from embedforge.models.embedder import Embedder, check_dimensions
-from embedforge.models.reranker import load_reranker
+from embedforge.models.reranker import load_reranker, probabilities, with_prior
 from embedforge.serving.api import (
     ERRORS,
     APIError,
@@ -243,13 +243,10 @@ class RerankerServer(ModelReplica):
         if rows:
             device = self.reranker.device
             logits = self.run_passes(rows, self.tokenizer.pad_token_id, self.padding_side, lambda batch: self.reranker(**{key: value.to(device) for key, value in batch.items()}))
-            logits = torch.stack(logits).double().cpu()  # (N,), float64: no ties at 1.0
-            prior = getattr(self.reranker, "prior", None)  # cross-encoders trained with one
-            if prior is not None:  # every request's prior in one embedder pass per side
-                priors = prior.group_scores([span[3] for span in spans], [span[4] for span in spans])
-                logits += torch.cat([torch.from_numpy(values) for values in priors]).double()  # spans are contiguous, in row order
+            logits = torch.stack(logits).float().cpu().numpy()  # (N,): the spans are contiguous, in row order
+            logits = with_prior(self.reranker, [span[3] for span in spans], [span[4] for span in spans], logits)
             for slot, begin, end, _, _ in spans:
-                results[slot] = (torch.sigmoid(logits[begin:end]).numpy(), sum(len(row) for row in rows[begin:end]))
+                results[slot] = (probabilities(logits[begin:end]), sum(len(row) for row in rows[begin:end]))
         return results
 
     @reranker_api.post("/", response_model=RerankResponse, responses=ERRORS, summary="Rerank documents for a query (Cohere/Jina-compatible)")

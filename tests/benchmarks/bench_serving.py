@@ -10,7 +10,9 @@ One run, the same texts for every target, the load generator on the same machine
 
 Loads: 1 text/request at concurrency 1, 8 and 32; 32 texts/request at concurrency 4; the
 reranker (a MiniLM cross-encoder) with 1 query x 20 documents/request at concurrency 8,
-against in-process ``CrossEncoder.predict`` on the same pairs. It also records rows per
+against in-process ``CrossEncoder.predict`` on the same pairs; and the same cross-encoder with
+a prior (MiniLM cosine / 0.05 + 0.2 x BM25, as the presets train), against embedforge's own
+in-process ``score`` one query at a time (cross-encoder and prior). It also records rows per
 forward pass (the replica's counters) and CPU-ms per request of every process involved,
 so the next bottleneck is visible.
 
@@ -52,6 +54,7 @@ NAIVE = {1: 24, 8: 96, 32: 192}
 MULTI_CONCURRENCY, MULTI_TEXTS, MULTI_REQUESTS = 4, 32, 48
 RERANK_CONCURRENCY, RERANK_DOCS, RERANK_REQUESTS = 8, 20, 24
 IN_PROCESS_BATCH = 32
+PRIOR_APP = "embedforge-reranker-prior"  # its replicas count as "reranker replica" below
 CORES = os.cpu_count() or 1
 THREADS = os.environ.get("BENCH_THREADS")
 REPLICAS = int(os.environ.get("BENCH_REPLICAS", "0")) or None  # experiments: BENCH_REPLICAS, BENCH_THREADS
@@ -168,9 +171,12 @@ def best_in_process(encode, items, thread_counts) -> tuple[float, int]:
 def main() -> None:
     from sentence_transformers import CrossEncoder, SentenceTransformer
 
+    from embedforge.config import parse_config
+    from embedforge.models.prior import FirstStagePrior
     from embedforge.models.registry import resolve_model
     from embedforge.models.reranker import load_reranker
-    from embedforge.serving.app import default_replicas, start_local, stop_local
+    from embedforge.serving.app import default_replicas, reranker_app, start_local, stop_local
+    from embedforge.serving.settings import ServeSettings
 
     load_before = os.getloadavg()[0]
     model_dir = str(resolve_model("all-MiniLM-L6-v2"))
@@ -178,6 +184,11 @@ def main() -> None:
     passages = scifact("corpus.jsonl", RERANK_DOCS * 4)
     reranker_dir = Path(tempfile.mkdtemp(prefix="bench-reranker-"))
     load_reranker(model_dir, device="cpu", new_head=True).save(reranker_dir)  # MiniLM cross-encoder: real cost, untrained head
+    prior_dir = Path(tempfile.mkdtemp(prefix="bench-prior-reranker-"))
+    judge = load_reranker(reranker_dir, device="cpu")
+    judge.prior = FirstStagePrior.build(model_dir, scifact("corpus.jsonl", 2000), 20.0, 0.2)
+    judge.save(prior_dir)
+    judge = load_reranker(prior_dir, device="cpu")
 
     in_process = SentenceTransformer(model_dir, device="cpu")
     reference = in_process.encode(claims, batch_size=IN_PROCESS_BATCH)
@@ -194,14 +205,16 @@ def main() -> None:
         replicas=REPLICAS or default_replicas(),
     )
     serve.run(NaiveEmbedder.bind(model_dir), name="naive", route_prefix="/naive", blocking=False)
+    prior_settings = parse_config({"embedder": model_dir, "reranker": str(prior_dir), "reranker_name": "rerank", "api_key_env": "EMBEDFORGE_BENCH_UNSET", **EXPERIMENT}, ServeSettings, "bench")
+    serve.run(reranker_app(prior_settings, REPLICAS or default_replicas()), name=PRIOR_APP, route_prefix="/prior", blocking=False)
     try:
-        asyncio.run(measure(url, encode, cross, claims, passages, reference, threads, load_before, REPLICAS or default_replicas()))
+        asyncio.run(measure(url, encode, cross, judge, claims, passages, reference, threads, load_before, REPLICAS or default_replicas()))
     finally:
         stop_local()
         ray.shutdown()
 
 
-async def measure(url, encode, cross, claims, passages, reference, threads, load_before, replicas) -> None:
+async def measure(url, encode, cross, judge, claims, passages, reference, threads, load_before, replicas) -> None:
     """Every served run, in one event loop: Serve's fast path routes handle calls on the caller's loop."""
     embedder = serve.get_deployment_handle("Embedder", "embedforge")
     reranker = serve.get_deployment_handle("Reranker", "embedforge-reranker")
@@ -243,6 +256,12 @@ async def measure(url, encode, cross, claims, passages, reference, threads, load
     rate, best = best_in_process(lambda items: cross.predict(items, batch_size=IN_PROCESS_BATCH), pairs, threads)
     notes["in-process threads"][f"rerank c={RERANK_CONCURRENCY}"] = best
     await served(f"embedforge rerank, 1 query x {RERANK_DOCS} docs (pairs/s)", reranker, "/v1/rerank", [{"query": q, "documents": d} for q, d in queries], RERANK_CONCURRENCY, len(pairs), rate)
+
+    rate, best = best_in_process(lambda items: [judge.score(q, d, batch_size=IN_PROCESS_BATCH) for q, d in items], queries, threads)
+    notes["in-process threads"][f"rerank with a prior c={RERANK_CONCURRENCY}"] = best
+    prior_reranker = serve.get_deployment_handle("Reranker", PRIOR_APP)
+    body = [{"query": q, "documents": d} for q, d in queries]
+    await served(f"embedforge rerank with a prior, 1 query x {RERANK_DOCS} docs (pairs/s)", prior_reranker, "/prior", body, RERANK_CONCURRENCY, len(pairs), rate * RERANK_DOCS)
     from ray.serve.context import _get_global_client
 
     await _get_global_client().shutdown_cached_handles_async()  # on this loop, before it closes
@@ -259,7 +278,8 @@ def write_report(rows: list[list], cpu_rows: list[list], notes: dict, load_befor
         f"all-MiniLM-L6-v2 on CPU ({CORES} cores), SciFact claims as texts, SciFact abstracts as rerank documents. "
         f"`embedforge serve`: {notes['replicas']} replicas per model (default: one per core), each `num_cpus: 1` and "
         f"{notes['torch threads']} torch thread(s), on Serve's HAProxy fast path. The naive deployment (one replica) runs on the same Ray and proxy mode. In-process is "
-        f"`SentenceTransformer.encode(batch_size={IN_PROCESS_BATCH})` (rerank: `CrossEncoder.predict`, same batch) "
+        f"`SentenceTransformer.encode(batch_size={IN_PROCESS_BATCH})` (rerank: `CrossEncoder.predict`, same batch; rerank with a prior: "
+        f"embedforge's `load_reranker(folder).score`, one query at a time, the cross-encoder and its prior) "
         f"on the same items, best of {sorted({1, CORES})} torch threads, re-measured right before each served run "
         f"(best thread counts: {notes['in-process threads']}). Items are texts (rerank: query-document pairs).\n\n"
         + markdown_table(["load", "concurrency", "served items/s", "in-process items/s", "vs in-process", "p50 ms", "p99 ms", "rows per forward"], rows)

@@ -10,6 +10,8 @@
    1,565-document subset (every judged document plus 1,000 seeded others, as
    ``bench_training_quality.py``) at max length 128, the reranker over the final model's top
    20, and STSb-dev Spearman (all 1,500 pairs) for forgetting.
+4. Says which differences the 155 queries can resolve: the paired bootstrap of per-query
+   nDCG@10 (``embedforge.eval.significance``) for the comparisons the goals name.
 
 Run: PYTHONPATH=$PWD/platform:$PWD python tests/benchmarks/bench_minilm_scifact.py
 """
@@ -65,8 +67,8 @@ def load_embedder(folder: Path):
 
 
 def scores(folder: Path, data, reranker: Path | None = None) -> dict[str, float]:
-    """nDCG@10 on the dev subset (dense, and reranked when a reranker is given) and STSb-dev Spearman."""
-    from embedforge.eval.metrics import retrieval_scores
+    """nDCG@10 on the dev subset (dense, and reranked when a reranker is given), per query too, and STSb-dev Spearman."""
+    from embedforge.eval.metrics import query_ndcg, retrieval_scores
     from embedforge.eval.retrieval import search
     from embedforge.eval.runner import run_evaluate
     from embedforge.eval.settings import EvaluateConfig
@@ -74,7 +76,7 @@ def scores(folder: Path, data, reranker: Path | None = None) -> dict[str, float]
     corpus, queries, qrels = data
     model = load_embedder(folder)
     run = search(model, corpus, queries, k=100, batch_size=64)
-    out = {"ndcg_at_10": retrieval_scores(run, qrels)["ndcg_at_10"]}
+    out = {"ndcg_at_10": retrieval_scores(run, qrels)["ndcg_at_10"], "per_query": query_ndcg(run, qrels)}
     if reranker is not None:
         from embedforge.models.reranker import load_reranker
 
@@ -85,9 +87,29 @@ def scores(folder: Path, data, reranker: Path | None = None) -> dict[str, float]
             values = judge.score(queries[query_id], [corpus[doc_id].full_text for doc_id in top], batch_size=32, logits=True)
             reranked[query_id] = {doc_id: float(value) for doc_id, value in zip(top, values)}
         out["reranked_ndcg_at_10"] = retrieval_scores(reranked, qrels)["ndcg_at_10"]
+        out["per_query_reranked"] = query_ndcg(reranked, qrels)
     sts = run_evaluate(folder, Path("/tmp/bench-minilm-scifact-sts") / folder.name, EvaluateConfig(tasks=["stsb-dev"], batch_size=64), device="cpu", label="sts")
     out["stsb_spearman"] = sts["sts"]["stsb-dev"]["main_score"]
     return out
+
+
+def paired_differences(per_query: dict[str, dict[str, float]], labels: list[str]) -> list[list]:
+    """Paired bootstrap rows: the final model against the base, MNRL and each single checkpoint; the reranker against both."""
+    from embedforge.eval.significance import paired_bootstrap
+
+    mnrl, final = labels[1], labels[-1]
+    comparisons = [(final, other) for other in labels[:-1]] + [("final + reranker", final), ("final + reranker", mnrl)]
+    rows = []
+    for first, second in comparisons:
+        if first in per_query:
+            difference = paired_bootstrap(per_query[first], per_query[second])
+            rows.append([f"{short(first)} - {short(second)}", f"{difference.mean:+.4f}", f"[{difference.low:+.4f}, {difference.high:+.4f}]", f"{difference.better} / {difference.worse}"])
+    return rows
+
+
+def short(label: str) -> str:
+    """A model's table label up to its first colon or comma: enough to name it in a comparison."""
+    return label.split(":")[0].split(",")[0]
 
 
 def main() -> None:
@@ -119,10 +141,13 @@ def main() -> None:
     merge = stage_summary("merge")["summary"]
     models.append((f"embedforge final: {merge['method']} merge of {', '.join(config.merge.checkpoints or ['stage-2 checkpoints'])} (`runs/minilm-scifact/final`)", RUN_DIR / "final", RUN_DIR / "reranker" if config.reranker else None))
 
-    table, results = [], {}
+    table, results, per_query = [], {}, {}
     base_scores = None
     for label, folder, reranker in models:
         measured = scores(Path(folder), data, reranker)
+        per_query[label] = measured.pop("per_query")
+        if reranker is not None:
+            per_query["final + reranker"] = measured.pop("per_query_reranked")
         base_scores = base_scores or measured
         results[label] = measured
         table.append([label, f"{measured['ndcg_at_10']:.4f}", f"{measured['ndcg_at_10'] - base_scores['ndcg_at_10']:+.4f}", f"{measured['stsb_spearman']:.4f}", f"{measured['stsb_spearman'] - base_scores['stsb_spearman']:+.4f}"])
@@ -131,6 +156,7 @@ def main() -> None:
         print(table[-1], flush=True)
     (work / "results.json").write_text(json.dumps(results, indent=1))
     headers = ["model", "nDCG@10 (dev)", "vs base", "STSb-dev Spearman", "vs base"]
+    paired_table = paired_differences(per_query, [label for label, _, _ in models])
     body = f"""
 `embedforge run jobs/configs/minilm-scifact.yaml` took {pipeline_seconds:.0f} s (stages that
 were already complete are skipped and count as 0). SciFact dev split ({len(data[1])} queries)
@@ -142,6 +168,13 @@ seeded others) at max length {EVAL_MAX_LENGTH}; the reranker reorders the final 
 lr {stage2.optim.lr} and temperature {stage2.loss.temperature}.
 
 {markdown_table(headers, table)}
+
+Which of these differences the {len(data[1])} dev queries can resolve: the mean per-query
+difference in nDCG@10, its 95 % paired bootstrap interval (10,000 resamples of the queries,
+`embedforge.eval.significance`), and the queries where the first model ranks better or worse.
+An interval that holds 0 is a difference this query set cannot tell from chance.
+
+{markdown_table(["comparison", "mean difference", "95 % interval", "queries better / worse"], paired_table)}
 
 Total benchmark time {time.perf_counter() - started:.0f} s.
 """

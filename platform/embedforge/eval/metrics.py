@@ -39,11 +39,22 @@ def mrr_at_k(ranked: list[str], judgements: Mapping[str, int], k: int) -> float:
     return 0.0
 
 
-def retrieval_scores(run: Run, qrels: Mapping[str, Mapping[str, int]], k_values: tuple[int, ...] = (10, 100)) -> dict[str, float]:
-    """Mean ``ndcg_at_k``, ``recall_at_k`` and ``mrr_at_k`` over judged queries (mteb's names)."""
+def judged_queries(qrels: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """The queries with at least one positive judgement: the ones every metric here averages over."""
     judged = [query_id for query_id, judgements in qrels.items() if any(gain > 0 for gain in judgements.values())]
     if not judged:
         raise ValueError("no query has a positive relevance judgement")
+    return judged
+
+
+def query_ndcg(run: Run, qrels: Mapping[str, Mapping[str, int]], k: int = 10) -> dict[str, float]:
+    """nDCG@k of each judged query, for paired comparisons; their mean is ``retrieval_scores``' ``ndcg_at_k``."""
+    return {query_id: ndcg_at_k(rank_documents(run.get(query_id, {})), qrels[query_id], k) for query_id in judged_queries(qrels)}
+
+
+def retrieval_scores(run: Run, qrels: Mapping[str, Mapping[str, int]], k_values: tuple[int, ...] = (10, 100)) -> dict[str, float]:
+    """Mean ``ndcg_at_k``, ``recall_at_k`` and ``mrr_at_k`` over judged queries (mteb's names)."""
+    judged = judged_queries(qrels)
     totals: dict[str, float] = {}
     for query_id in judged:
         ranked = rank_documents(run.get(query_id, {}))

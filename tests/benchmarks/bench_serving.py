@@ -255,13 +255,13 @@ async def measure(url, encode, cross, judge, claims, passages, reference, thread
     pairs = [(query, document) for query, documents in queries for document in documents]
     rate, best = best_in_process(lambda items: cross.predict(items, batch_size=IN_PROCESS_BATCH), pairs, threads)
     notes["in-process threads"][f"rerank c={RERANK_CONCURRENCY}"] = best
-    await served(f"embedforge rerank, 1 query x {RERANK_DOCS} docs (pairs/s)", reranker, "/v1/rerank", [{"query": q, "documents": d} for q, d in queries], RERANK_CONCURRENCY, len(pairs), rate)
+    bodies = [{"query": q, "documents": d} for q, d in queries]
+    await served(f"embedforge rerank, 1 query x {RERANK_DOCS} docs (pairs/s)", reranker, "/v1/rerank", bodies, RERANK_CONCURRENCY, len(pairs), rate)
 
     rate, best = best_in_process(lambda items: [judge.score(q, d, batch_size=IN_PROCESS_BATCH) for q, d in items], queries, threads)
     notes["in-process threads"][f"rerank with a prior c={RERANK_CONCURRENCY}"] = best
     prior_reranker = serve.get_deployment_handle("Reranker", PRIOR_APP)
-    body = [{"query": q, "documents": d} for q, d in queries]
-    await served(f"embedforge rerank with a prior, 1 query x {RERANK_DOCS} docs (pairs/s)", prior_reranker, "/prior", body, RERANK_CONCURRENCY, len(pairs), rate * RERANK_DOCS)
+    await served(f"embedforge rerank with a prior, 1 query x {RERANK_DOCS} docs (pairs/s)", prior_reranker, "/prior", bodies, RERANK_CONCURRENCY, len(pairs), rate * RERANK_DOCS)
     from ray.serve.context import _get_global_client
 
     await _get_global_client().shutdown_cached_handles_async()  # on this loop, before it closes

@@ -107,6 +107,12 @@ def paired_differences(per_query: dict[str, dict[str, float]], labels: list[str]
     return rows
 
 
+def loss_terms(loss) -> str:
+    """The in-batch terms of a stage's improved InfoNCE, in a table label's words."""
+    terms = ["q-d"] + ["q-q"] * loss.use_query_query + ["d-d"] * loss.use_doc_doc
+    return "+".join(terms) + " terms" + (", shared hard negatives" if loss.share_hard_negatives else "")
+
+
 def short(label: str) -> str:
     """A model's table label up to its first colon or comma: enough to name it in a comparison."""
     return label.split(":")[0].split(",")[0]
@@ -135,9 +141,9 @@ def main() -> None:
     models.append(("sentence-transformers MNRL, same rows/steps/batch/lr", st_dir, None))
     if (RUN_DIR / "stage1").exists():
         models.append(("embedforge stage 1 alone (weak ICT pairs)", RUN_DIR / "stage1", None))
-    models.append((f"embedforge stage 2 from {'stage 1' if config.stage1 else 'the base'} (lr {stage2.optim.lr:g})", RUN_DIR / "stage2", None))
+    models.append((f"embedforge stage 2 from {'stage 1' if config.stage1 else 'the base'} (lr {stage2.optim.lr:g}; {loss_terms(stage2.loss)})", RUN_DIR / "stage2", None))
     for name, section in config.variant_stages.items():
-        models.append((f"embedforge {name}: stage 2 from {section.model.base.removeprefix('@')} (lr {section.optim.lr:g})", stage_output(name), None))
+        models.append((f"embedforge {name}: stage 2 from {section.model.base.removeprefix('@')} (lr {section.optim.lr:g}; {loss_terms(section.loss)})", stage_output(name), None))
     merge = stage_summary("merge")["summary"]
     models.append((f"embedforge final: {merge['method']} merge of {', '.join(config.merge.checkpoints or ['stage-2 checkpoints'])} (`runs/minilm-scifact/final`)", RUN_DIR / "final", RUN_DIR / "reranker" if config.reranker else None))
 

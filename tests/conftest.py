@@ -23,8 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config, items):
-    """Modules with a slow test run first (order otherwise kept), so that ``make test``'s
-    ``-n 2 --dist loadfile --no-loadscope-reorder`` ends on short modules, not on one long one."""
+    """Modules with a slow test run first (order otherwise kept), so that a parallel run
+    (``pytest -n 2 --dist loadfile --no-loadscope-reorder``; ``make test`` is serial, see
+    docs/benchmarks.md, test_suite) ends on short modules, not on one long one."""
     slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.module.__name__ not in slow_modules)
 

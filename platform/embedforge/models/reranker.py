@@ -128,6 +128,9 @@ def single_token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
 class YesNoReranker(nn.Module):
     """The Qwen3 yes/no relevance judge over a causal LM."""
 
+    prior: FirstStagePrior | None = None
+    """Always none: only pair cross-encoders learn a correction to a prior."""
+
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: RerankerSettings):
         super().__init__()
         self.model = model
@@ -277,10 +280,9 @@ def with_prior(
     document goes through the prior's embedder in one call per side.
     """
     values = np.asarray(logits, dtype=np.float64)
-    prior = getattr(reranker, "prior", None)
-    if prior is None:
+    if reranker.prior is None:
         return values
-    return values + np.concatenate(prior.group_scores(queries, groups))
+    return values + np.concatenate(reranker.prior.group_scores(queries, groups))
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:

@@ -129,7 +129,7 @@ class YesNoReranker(nn.Module):
     """The Qwen3 yes/no relevance judge over a causal LM."""
 
     prior: FirstStagePrior | None = None
-    """Always none: only pair cross-encoders learn a correction to a prior."""
+    """Always None for the judge: only pair cross-encoders learn a correction to a prior."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, settings: RerankerSettings):
         super().__init__()

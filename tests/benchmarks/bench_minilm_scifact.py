@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -68,7 +69,7 @@ def load_embedder(folder: Path):
 
 def scores(folder: Path, data, reranker: Path | None = None) -> dict[str, float]:
     """nDCG@10 on the dev subset (dense, and reranked when a reranker is given), per query too, and STSb-dev Spearman."""
-    from embedforge.eval.metrics import query_ndcg, retrieval_scores
+    from embedforge.eval.metrics import query_ndcg
     from embedforge.eval.retrieval import search
     from embedforge.eval.runner import run_evaluate
     from embedforge.eval.settings import EvaluateConfig
@@ -76,7 +77,8 @@ def scores(folder: Path, data, reranker: Path | None = None) -> dict[str, float]
     corpus, queries, qrels = data
     model = load_embedder(folder)
     run = search(model, corpus, queries, k=100, batch_size=64)
-    out = {"ndcg_at_10": retrieval_scores(run, qrels)["ndcg_at_10"], "per_query": query_ndcg(run, qrels)}
+    per_query = query_ndcg(run, qrels)
+    out = {"ndcg_at_10": statistics.fmean(per_query.values()), "per_query": per_query}
     if reranker is not None:
         from embedforge.models.reranker import load_reranker
 
@@ -86,8 +88,8 @@ def scores(folder: Path, data, reranker: Path | None = None) -> dict[str, float]
             top = sorted(hits, key=hits.get, reverse=True)[:RERANK_TOP_K]
             values = judge.score(queries[query_id], [corpus[doc_id].full_text for doc_id in top], batch_size=32, logits=True)
             reranked[query_id] = {doc_id: float(value) for doc_id, value in zip(top, values)}
-        out["reranked_ndcg_at_10"] = retrieval_scores(reranked, qrels)["ndcg_at_10"]
         out["per_query_reranked"] = query_ndcg(reranked, qrels)
+        out["reranked_ndcg_at_10"] = statistics.fmean(out["per_query_reranked"].values())
     sts = run_evaluate(folder, Path("/tmp/bench-minilm-scifact-sts") / folder.name, EvaluateConfig(tasks=["stsb-dev"], batch_size=64), device="cpu", label="sts")
     out["stsb_spearman"] = sts["sts"]["stsb-dev"]["main_score"]
     return out

@@ -39,7 +39,42 @@ def test_gates_survive_a_stage_summary_and_render_as_a_table():
     gates = run_gates(RESULTS, final="merged")
     assert gates_from_dicts([gate.to_dict() for gate in gates]) == gates
     table = gate_table(gates)
-    assert "| merged+reranker | merged | scifact-dev | 0.5048 | 0.7850 | -0.2802 | worse |" in table
+    assert "| merged+reranker | merged | scifact-dev | 0.5048 | 0.7850 | -0.2802 | - | worse |" in table
+    old_summary = [{key: value for key, value in gate.to_dict().items() if key not in ("low", "high")} for gate in gates]
+    assert gates_from_dicts(old_summary) == gates  # summaries written before gates had intervals
+
+
+def per_query(scores: list[float]) -> dict[str, float]:
+    return {f"dev/default/q{i}": score for i, score in enumerate(scores)}
+
+
+def test_a_rise_the_queries_cannot_resolve_is_level_and_a_clear_one_is_better():
+    """With per-query scores the verdict follows the paired bootstrap interval, not the mean alone."""
+    base = [0.5, 0.2, 0.9, 0.4, 0.6, 0.3, 0.7, 0.1]
+    noisy = [0.9, 0.0, 1.0, 0.1, 0.9, 0.1, 0.9, 0.0]  # mean +0.025, half the queries worse
+    clear = [score + 0.03 for score in base]  # every query +0.03
+    mean = lambda scores: sum(scores) / len(scores)
+    runs = {label: {"scifact-dev": {"main_score": mean(scores)}} for label, scores in (("base", base), ("noisy", noisy), ("clear", clear))}
+    query_scores = {label: {"scifact-dev": per_query(scores)} for label, scores in (("base", base), ("noisy", noisy), ("clear", clear))}
+
+    [noisy_gate] = run_gates(runs, final="noisy", max_drop=0.005, query_scores=query_scores)
+    assert noisy_gate.delta == pytest.approx(0.025) and noisy_gate.low < 0 < noisy_gate.high
+    assert noisy_gate.verdict == "level" and noisy_gate.passed
+    assert "95 % interval [" in noisy_gate.line()
+    [clear_gate] = run_gates(runs, final="clear", max_drop=0.005, query_scores=query_scores)
+    assert clear_gate.low == pytest.approx(0.03) and clear_gate.high == pytest.approx(0.03)
+    assert clear_gate.verdict == "better"
+    assert "| clear | base | scifact-dev | " in gate_table([clear_gate]) and "| [+0.0300, +0.0300] | better |" in gate_table([clear_gate])
+    assert gates_from_dicts([clear_gate.to_dict()]) == [clear_gate]
+    [without] = run_gates(runs, final="noisy", max_drop=0.005)  # no per-query scores: the mean rule
+    assert without.verdict == "better" and without.low is None
+
+
+def test_runs_scored_on_different_queries_get_no_interval():
+    runs = {"base": {"t": {"main_score": 0.5}}, "merged": {"t": {"main_score": 0.6}}}
+    query_scores = {"base": {"t": per_query([0.5, 0.5])}, "merged": {"t": per_query([0.6, 0.6, 0.6])}}
+    [gate] = run_gates(runs, final="merged", query_scores=query_scores)
+    assert gate.low is None and gate.verdict == "better"
 
 
 def test_the_pipeline_does_not_serve_a_reranker_that_failed_its_gate():
@@ -66,5 +101,5 @@ def test_the_run_report_lists_the_gates_and_names_the_failed_ones(tmp_path):
     summaries = {"evaluate": {"results": RESULTS, "models": {"base": "/m/base", "merged": "/m/merged"}, "reranker": "/m/rr", "gates": gates}}
     report = write_run_report(summaries, tmp_path).read_text()
     assert "## Held-out gates: does each produced model beat its starting point?" in report
-    assert "| merged | base | scifact-dev | 0.7850 | 0.7701 | +0.0149 | better |" in report
+    assert "| merged | base | scifact-dev | 0.7850 | 0.7701 | +0.0149 | - | better |" in report
     assert "Failed: merged+reranker vs merged on scifact-dev: 0.5048 vs 0.7850 (-0.2802, worse)." in report

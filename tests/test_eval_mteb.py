@@ -75,9 +75,22 @@ def test_mteb_with_our_encoder_equals_our_own_evaluator(minilm_dir, shared_data)
     assert scores["recall_at_100"] == pytest.approx(ours["recall_at_100"], abs=1e-4)
 
 
+def test_per_query_scores_average_to_the_mean_over_subsets():
+    """Subsets of different sizes: each query is weighted so the plain mean is mteb's mean of subset means."""
+    from embedforge.eval.runner import take_query_scores
+    from embedforge.eval.tasks.xquad import XQuADRetrieval
+
+    task = XQuADRetrieval(TaskLimits(languages=["de", "es"]))
+    task.query_scores = {"test/de": {"a": 1.0, "b": 0.0}, "test/es": {"c": 1.0}}  # subset means 0.5 and 1.0
+    scores = take_query_scores(task)
+    assert set(scores) == {"test/de/a", "test/de/b", "test/es/c"}
+    assert sum(scores.values()) / len(scores) == pytest.approx(0.75)
+    assert take_query_scores(task) is None  # taken: the next run's scores start empty
+
+
 @pytest.mark.slow
 def test_run_evaluation_on_every_offline_task_with_reranker(tiny_embedder_dir, tiny_reranker_dir, tmp_path):
-    from embedforge.eval.runner import run_evaluate
+    from embedforge.eval.runner import read_query_scores, run_evaluate
     from embedforge.eval.settings import EvaluateConfig
     from embedforge.eval.tasks import OFFLINE_TASKS
 
@@ -105,6 +118,12 @@ def test_run_evaluation_on_every_offline_task_with_reranker(tiny_embedder_dir, t
         assert 0.0 <= reranked["ndcg_at_10"] <= 1.0
     by_subset = json.loads((tmp_path / "results_by_subset.json").read_text())
     assert list(by_subset["xquad-crosslingual"]) == ["test/de-en"]
+    query_scores = json.loads((tmp_path / "query_scores.json").read_text())  # the gates' per-query scores
+    assert set(query_scores) == set(retrieval) | {f"{task}+reranker" for task in retrieval}
+    for task, scores in query_scores.items():
+        assert sum(scores.values()) / len(scores) == pytest.approx(results[task]["ndcg_at_10"], abs=1e-5), task  # mteb rounds to 5 places
+    assert list(query_scores["xquad-crosslingual"])[0].startswith("test/de-en/")
+    assert read_query_scores(tmp_path, "tiny")["tiny+reranker"]["cranfield"] == query_scores["cranfield+reranker"]
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {task} |" in table for task in OFFLINE_TASKS)
     assert (tmp_path / "main_scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,6 +11,12 @@ A gate passes when the produced model is at most ``max_drop`` below its referenc
 task they share (``max_drop`` absorbs evaluation noise such as STS Spearman moving in the
 fourth decimal). The pipeline reports every gate and does not serve a reranker whose gate
 failed.
+
+A gain is called "better" only when the held-out queries can tell it from noise. Where both
+runs kept per-query scores (``query_scores.json``, retrieval tasks), the gate carries the
+paired bootstrap interval of the mean difference (``embedforge.eval.significance``) and says
+"better" only when the interval lies above 0; a rise whose interval holds 0 is "level". Other
+tasks (STS, classification) keep the mean rule: "better" when the rise exceeds ``max_drop``.
 """
 
 from __future__ import annotations
@@ -19,8 +25,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import Mapping
 
 from embedforge.eval.report import Runs
+from embedforge.eval.significance import paired_bootstrap
 
 RERANKED_SUFFIX = "+reranker"
+
+QueryScores = Mapping[str, Mapping[str, Mapping[str, float]]]
+"""``{run: {task: {query: score}}}``: each run's ``query_scores.json``, by run label."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,9 @@ class Gate:
     score: float
     reference_score: float
     max_drop: float
+    low: float | None = None
+    """The 95 % paired bootstrap interval of the per-query difference, where both runs kept per-query scores."""
+    high: float | None = None
 
     @property
     def delta(self) -> float:
@@ -44,33 +57,44 @@ class Gate:
 
     @property
     def verdict(self) -> str:
-        if self.delta > self.max_drop:
+        if self.delta > self.max_drop and (self.low is None or self.low > 0):
             return "better"
         return "level" if self.passed else "worse"
 
+    @property
+    def interval(self) -> str:
+        return "-" if self.low is None else f"[{self.low:+.4f}, {self.high:+.4f}]"
+
     def line(self) -> str:
-        return f"{self.model} vs {self.reference} on {self.task}: {self.score:.4f} vs {self.reference_score:.4f} ({self.delta:+.4f}, {self.verdict})"
+        spread = "" if self.low is None else f", 95 % interval {self.interval}"
+        return f"{self.model} vs {self.reference} on {self.task}: {self.score:.4f} vs {self.reference_score:.4f} ({self.delta:+.4f}{spread}, {self.verdict})"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "delta": self.delta, "passed": self.passed, "verdict": self.verdict}
 
 
-def compare(runs: Runs, model: str, reference: str, max_drop: float) -> list[Gate]:
-    """A gate per task on which both runs have a main score."""
+def compare(runs: Runs, model: str, reference: str, max_drop: float, query_scores: QueryScores) -> list[Gate]:
+    """A gate per task on which both runs have a main score; with an interval where both kept the same queries' scores."""
     gates = []
     for task, metrics in runs.get(model, {}).items():
         score, reference_score = metrics.get("main_score"), runs.get(reference, {}).get(task, {}).get("main_score")
-        if score is not None and reference_score is not None:
-            gates.append(Gate(model, reference, task, score, reference_score, max_drop))
+        if score is None or reference_score is None:
+            continue
+        ours, theirs = query_scores.get(model, {}).get(task), query_scores.get(reference, {}).get(task)
+        low = high = None
+        if ours and theirs and set(ours) == set(theirs):
+            _, low, high, *_ = paired_bootstrap(ours, theirs)
+        gates.append(Gate(model, reference, task, score, reference_score, max_drop, low, high))
     return gates
 
 
-def run_gates(runs: Runs, *, final: str, base: str = "base", max_drop: float = 0.005) -> list[Gate]:
+def run_gates(runs: Runs, *, final: str, base: str = "base", max_drop: float = 0.005, query_scores: QueryScores | None = None) -> list[Gate]:
     """The gates of one evaluated run: ``final`` against ``base``, and every reranked run against its dense run."""
-    gates = compare(runs, final, base, max_drop)
+    query_scores = query_scores or {}
+    gates = compare(runs, final, base, max_drop, query_scores)
     for label in runs:
         if label.endswith(RERANKED_SUFFIX):
-            gates += compare(runs, label, label.removesuffix(RERANKED_SUFFIX), max_drop)
+            gates += compare(runs, label, label.removesuffix(RERANKED_SUFFIX), max_drop, query_scores)
     return gates
 
 
@@ -81,15 +105,15 @@ def failed(gates: list[Gate], model: str | None = None) -> list[Gate]:
 
 def gate_table(gates: list[Gate]) -> str:
     """Markdown table of the gates, one row per (model, task)."""
-    lines = ["| model | started from | task | score | reference | delta | verdict |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | started from | task | score | reference | delta | 95 % interval | verdict |", "|---|---|---|---|---|---|---|---|"]
     for gate in gates:
         lines.append(
-            f"| {gate.model} | {gate.reference} | {gate.task} | {gate.score:.4f} | {gate.reference_score:.4f} | {gate.delta:+.4f} | {gate.verdict} |"
+            f"| {gate.model} | {gate.reference} | {gate.task} | {gate.score:.4f} | {gate.reference_score:.4f} | {gate.delta:+.4f} | {gate.interval} | {gate.verdict} |"
         )
     return "\n".join(lines)
 
 
 def gates_from_dicts(records: list[Mapping]) -> list[Gate]:
-    """Gates back from their :meth:`Gate.to_dict` form (a stage summary)."""
+    """Gates back from their :meth:`Gate.to_dict` form (a stage summary; one written before intervals existed has none)."""
     names = [field.name for field in fields(Gate)]
-    return [Gate(**{name: record[name] for name in names}) for record in records]
+    return [Gate(**{name: record[name] for name in names if name in record}) for record in records]

@@ -5,6 +5,9 @@ Writes into the output folder:
 - ``results.json``: ``{task: {metric: value, ..., "main_score": v}}``, mteb's metric names;
   with a reranker, retrieval tasks appear again as ``"<task>+reranker"``;
 - ``results_by_subset.json``: the same per split and subset (languages, language pairs);
+- ``query_scores.json``: ``{task: {"split/subset/query_id": nDCG@10}}`` for the retrieval
+  tasks that keep them (``LocalRetrieval``: every offline one), weighted so that their mean
+  is the task's main score; the held-out gates bootstrap over them;
 - ``results.md``: a table of main scores; ``main_scores.png``: the same as a chart.
 
 :func:`run_evaluate` returns the scores by run: the model's label, and with a reranker
@@ -15,21 +18,32 @@ builds the settings from its flags.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 from embedforge.eval.gates import RERANKED_SUFFIX
 from embedforge.eval.report import main_score_table, plot_main_scores
 from embedforge.eval.results import Metrics, mean_metrics, subset_metrics
 from embedforge.eval.settings import EvaluateConfig
 from embedforge.eval.tasks import build_task
+from embedforge.eval.tasks.mteb_format import LocalRetrieval
 from embedforge.json_files import write_json
 
 logger = logging.getLogger(__name__)
 
 RERANKABLE_TYPES = {"Retrieval"}
+QUERY_SCORES_FILE = "query_scores.json"
+
+
+class TaskScores(NamedTuple):
+    """One task's scores in one run: mean metrics, metrics per ``split/subset``, and per query (or None)."""
+
+    metrics: Metrics
+    per_subset: dict[str, Metrics]
+    per_query: dict[str, float] | None
 
 
 def run_evaluate(
@@ -89,11 +103,11 @@ def run_evaluate(
             logger.info("reranker: not applicable to %s (not retrieval tasks)", ", ".join(skipped))
         runs[f"{name}{RERANKED_SUFFIX}"] = evaluate_with(mteb, search, rerankable, settings.batch_size)
     write_eval_report(runs, output_dir, {task.metadata.name: task.metadata.main_score for task in tasks})
-    return {run: {task: metrics for task, (metrics, _) in by_task.items()} for run, by_task in runs.items()}
+    return {run: {task: scores.metrics for task, scores in by_task.items()} for run, by_task in runs.items()}
 
 
-def evaluate_with(mteb_module, model, tasks: list, batch_size: int) -> dict[str, tuple[Metrics, dict[str, Metrics]]]:
-    """``{task: (mean metrics, per-subset metrics)}`` from one ``mteb.evaluate`` call."""
+def evaluate_with(mteb_module, model, tasks: list, batch_size: int) -> dict[str, TaskScores]:
+    """``{task: TaskScores}`` from one ``mteb.evaluate`` call."""
     if not tasks:
         return {}
     result = mteb_module.evaluate(
@@ -105,28 +119,63 @@ def evaluate_with(mteb_module, model, tasks: list, batch_size: int) -> dict[str,
         encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
         raise_error=True,
     )
+    by_name = {task.metadata.name: task for task in tasks}
     results = {}
     for task_result in result.task_results:
         per_subset = subset_metrics(task_result)
-        results[task_result.task_name] = (mean_metrics(per_subset), per_subset)
+        results[task_result.task_name] = TaskScores(mean_metrics(per_subset), per_subset, take_query_scores(by_name[task_result.task_name]))
     return results
 
 
-def write_eval_report(
-    runs: Mapping[str, Mapping[str, tuple[Metrics, dict[str, Metrics]]]], output_dir: Path, main_metrics: Mapping[str, str]
-) -> dict[str, Metrics]:
-    """Write results.json, results_by_subset.json, results.md and main_scores.png; return results.json."""
+def take_query_scores(task) -> dict[str, float] | None:
+    """The per-query scores a ``LocalRetrieval`` task kept in its last evaluation, cleared for the next.
+
+    Keys are ``split/subset/query_id``. Each score is weighted by ``n / (S * n_s)`` (``n``
+    queries in all, ``n_s`` in its subset, ``S`` subsets), so their plain mean is mteb's main
+    score, the mean over subsets of each subset's mean; with one subset the weight is 1.
+    """
+    kept = getattr(task, "query_scores", None) if isinstance(task, LocalRetrieval) else None
+    if not kept:
+        return None
+    task.query_scores = {}
+    total = sum(len(scores) for scores in kept.values())
+    return {
+        f"{subset}/{query_id}": score * total / (len(kept) * len(scores))
+        for subset, scores in kept.items()
+        for query_id, score in scores.items()
+    }
+
+
+def read_query_scores(output_dir: Path, label: str) -> dict[str, dict[str, dict[str, float]]]:
+    """``{run: {task: {query: score}}}`` from the ``query_scores.json`` that evaluating ``label`` into ``output_dir`` wrote.
+
+    The runs are named as :func:`run_evaluate` returns them: ``label``, and ``label+reranker``
+    for its reranked retrieval tasks.
+    """
+    runs: dict[str, dict[str, dict[str, float]]] = {}
+    for task, scores in json.loads((Path(output_dir) / QUERY_SCORES_FILE).read_text()).items():
+        reranked = task.endswith(RERANKED_SUFFIX)
+        runs.setdefault(f"{label}{RERANKED_SUFFIX}" if reranked else label, {})[task.removesuffix(RERANKED_SUFFIX)] = scores
+    return runs
+
+
+def write_eval_report(runs: Mapping[str, Mapping[str, TaskScores]], output_dir: Path, main_metrics: Mapping[str, str]) -> dict[str, Metrics]:
+    """Write results.json, results_by_subset.json, query_scores.json, results.md and main_scores.png; return results.json."""
     labels = list(runs)
     flat: dict[str, Metrics] = {}
     by_subset: dict[str, dict[str, Metrics]] = {}
+    by_query: dict[str, dict[str, float]] = {}
     for index, label in enumerate(labels):
         suffix = "" if index == 0 else RERANKED_SUFFIX
-        for task, (metrics, per_subset) in runs[label].items():
-            flat[f"{task}{suffix}"] = metrics
-            by_subset[f"{task}{suffix}"] = per_subset
+        for task, scores in runs[label].items():
+            flat[f"{task}{suffix}"] = scores.metrics
+            by_subset[f"{task}{suffix}"] = scores.per_subset
+            if scores.per_query is not None:
+                by_query[f"{task}{suffix}"] = scores.per_query
     write_json(output_dir / "results.json", flat)
     write_json(output_dir / "results_by_subset.json", by_subset)
-    table_runs = {label: {task: metrics for task, (metrics, _) in runs[label].items()} for label in labels}
+    write_json(output_dir / QUERY_SCORES_FILE, by_query)
+    table_runs = {label: {task: scores.metrics for task, scores in runs[label].items()} for label in labels}
     table = main_score_table(table_runs, main_metrics)
     (output_dir / "results.md").write_text(f"# Evaluation: {labels[0]}\n\n{table}\n")
     plot_main_scores(table_runs, output_dir / "main_scores.png", title=f"{labels[0]}: main score per task")

@@ -20,12 +20,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from mteb.abstasks.retrieval import AbsTaskRetrieval
 
 from embedforge.data.beir import Document
 from embedforge.eval.sampling import retrieval_subset
 from embedforge.eval.tasks.limits import TaskLimits
-from embedforge.eval.tasks.mteb_format import local_metadata, retrieval_split
+from embedforge.eval.tasks.mteb_format import LocalRetrieval, local_metadata, retrieval_split
 from embedforge.paths import shared_data_dir
 
 logger = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ def read_cranfield_qrels(path: Path) -> tuple[dict[str, dict[str, int]], int]:
     return qrels, unjudged
 
 
-class Cranfield(AbsTaskRetrieval):
+class Cranfield(LocalRetrieval):
     metadata = local_metadata(
         "cranfield",
         "Retrieval",

@@ -72,12 +72,31 @@ def retrieval_split(
     }
 
 
+class LocalRetrieval(AbsTaskRetrieval):
+    """An mteb retrieval task that keeps each query's main score, for paired comparisons.
+
+    mteb averages pytrec_eval's per-query scores into ``ndcg_at_10`` and hands them to
+    :meth:`task_specific_scores`, its hook for task-specific metrics. This class keeps them in
+    :attr:`query_scores`, ``{"split/subset": {query_id: ndcg@10}}``, for the run being
+    evaluated; the runner takes them after each ``mteb.evaluate`` call
+    (``embedforge.eval.runner``) and the held-out gates bootstrap over them
+    (``embedforge.eval.gates``).
+    """
+
+    query_scores: dict[str, dict[str, float]]
+
+    def task_specific_scores(self, scores, qrels, results, hf_split: str, hf_subset: str) -> dict[str, float]:
+        self.query_scores = getattr(self, "query_scores", {})
+        self.query_scores[f"{hf_split}/{hf_subset}"] = {query_id: metrics["ndcg_cut_10"] for query_id, metrics in scores.items()}
+        return {}
+
+
 def pairs_dataset(sentence1: list[str], sentence2: list[str], scores: list[float]) -> Dataset:
     """An mteb STS split: ``sentence1``, ``sentence2``, ``score``."""
     return Dataset.from_dict({"sentence1": sentence1, "sentence2": sentence2, "score": scores})
 
 
-class InMemoryRetrieval(AbsTaskRetrieval):
+class InMemoryRetrieval(LocalRetrieval):
     """An mteb retrieval task over data already in memory (a user's corpus, a test subset).
 
     The name is free-form; main score ``ndcg_at_10``; queries get ``instruction`` when the

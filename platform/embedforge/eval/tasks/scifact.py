@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from mteb.abstasks.retrieval import AbsTaskRetrieval
 
 from embedforge.data.beir import load_corpus, load_qrels, load_queries
 from embedforge.data.splits import split_ids
 from embedforge.eval.sampling import retrieval_subset
 from embedforge.eval.tasks.limits import TaskLimits
-from embedforge.eval.tasks.mteb_format import local_metadata, retrieval_split
+from embedforge.eval.tasks.mteb_format import LocalRetrieval, local_metadata, retrieval_split
 from embedforge.paths import shared_data_dir
 
 logger = logging.getLogger(__name__)
@@ -36,7 +35,7 @@ def load_scifact_dev(folder: Path, limits: TaskLimits) -> tuple[dict, dict, dict
     )
 
 
-class SciFactDev(AbsTaskRetrieval):
+class SciFactDev(LocalRetrieval):
     metadata = local_metadata(
         "scifact-dev",
         "Retrieval",

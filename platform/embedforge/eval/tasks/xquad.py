@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mteb.abstasks.retrieval import AbsTaskRetrieval
 
 from embedforge.data.beir import Document
 from embedforge.eval.sampling import retrieval_subset
 from embedforge.eval.tasks.limits import TaskLimits
-from embedforge.eval.tasks.mteb_format import local_metadata, retrieval_split
+from embedforge.eval.tasks.mteb_format import LocalRetrieval, local_metadata, retrieval_split
 from embedforge.paths import shared_data_dir
 
 XQUAD_INSTRUCTION = "Given a question, retrieve Wikipedia passages that answer the question"
@@ -61,7 +60,7 @@ def selected(languages: list[str], limits: TaskLimits) -> list[str]:
     return [language for language in languages if language in limits.languages]
 
 
-class XQuADRetrieval(AbsTaskRetrieval):
+class XQuADRetrieval(LocalRetrieval):
     metadata = local_metadata(
         "xquad",
         "Retrieval",
@@ -91,7 +90,7 @@ class XQuADRetrieval(AbsTaskRetrieval):
         self.data_loaded = True
 
 
-class XQuADCrossLingualRetrieval(AbsTaskRetrieval):
+class XQuADCrossLingualRetrieval(LocalRetrieval):
     metadata = local_metadata(
         "xquad-crosslingual",
         "Retrieval",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-
 from embedforge.data.beir import load_corpus, load_qrels, load_queries
 from embedforge.data.splits import split_ids
 from embedforge.eval.sampling import retrieval_subset

@@ -12,7 +12,7 @@ positive's: the ``mine_scifact_train.yaml`` rule); weak pairs from the SciFact c
 itself (``embedforge.synthesis.weak``-style title and inverse-cloze pairs, no labels).
 
 Run: PYTHONPATH=$PWD/platform:$PWD python tests/benchmarks/ablation_minilm.py VARIANT [VARIANT ...]
-(``merge:``, ``rerank:`` and ``prior:`` variants are described in their functions.)
+(``merge:``, ``rerank:``, ``prior:`` and ``st:`` variants are described in their functions.)
 Results accumulate in ``bench-out/ablation/results.json``; ``--list`` shows the variants.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import re
@@ -47,6 +48,7 @@ class Phase:
     batch_size: int = 16
     negatives: int = 1
     temperature: float = 0.05
+    margin: float = 0.1
     qq: bool = True
     dd: bool = True
     mask_same_query: bool = True
@@ -81,6 +83,11 @@ VARIANTS: dict[str, Variant] = {
     "ict+sft-3ep-neg3-shared": Variant((ICT, replace(SFT, epochs=3.0, negatives=3, shared_negatives=True)), note="as ict+sft-3ep-neg3, every row's hard negatives shared across the batch (as MNRL)"),
     "ict+sft-3ep-neg3-plain": Variant((ICT, replace(SFT, epochs=3.0, negatives=3, qq=False, dd=False)), note="as ict+sft-3ep-neg3, query-query and doc-doc terms off"),
     "ict+sft-3ep-neg3-plain-shared": Variant((ICT, replace(SFT, epochs=3.0, negatives=3, qq=False, dd=False, shared_negatives=True)), note="as ict+sft-3ep-neg3-shared, query-query and doc-doc terms off (the preset's loss)"),
+    # The loss sentence-transformers' MNRL computes, in this loop: query-document terms over every row's positive and
+    # hard negatives, no masks. Against `st:` variants of the same name it separates the loop from the loss.
+    "sft-3ep-neg3-mnrl": Variant((replace(SFT, epochs=3.0, negatives=3, qq=False, dd=False, shared_negatives=True, margin=math.inf, mask_same_query=False),), note="stage 2 only, 3 epochs, 3 hard negatives, MNRL's loss (query-document terms, shared negatives, no margin or same-query mask)"),
+    "sft-3ep-neg3-mnrl-seed1": Variant((replace(SFT, epochs=3.0, negatives=3, qq=False, dd=False, shared_negatives=True, margin=math.inf, mask_same_query=False, seed=1),), note="as sft-3ep-neg3-mnrl, another data order and initial dropout seed"),
+    "sft-3ep-neg3-seed1": Variant((replace(SFT, epochs=3.0, negatives=3, seed=1),), note="as sft-3ep-neg3, another data order"),
     "ict+sft-3ep-neg3-seed1": Variant((ICT, replace(SFT, epochs=3.0, negatives=3, seed=1)), note="as ict+sft-3ep-neg3, stage 2 in another data order"),
     "sft-seed1": Variant((replace(SFT, seed=1),), note="stage 2 only, another data order"),
     "ict+sft": Variant((Phase("weak-ict", epochs=1.0, lr=1e-5, negatives=0), SFT), note="weak ICT stage 1 (2000 pairs, lr 1e-5), then stage 2"),
@@ -146,6 +153,16 @@ def labelled_rows(corpus, queries, qrels, train_ids, cache: Path) -> list[dict]:
     return rows
 
 
+WEIGHT_DECAY = 0.01
+MAX_GRAD_NORM = 1.0
+
+
+def phase_steps(rows: list[dict], phase: Phase) -> tuple[int, int]:
+    """(steps, warmup steps) of a phase: ``epochs`` passes over the rows, 10 % warmup."""
+    steps = max(1, int(phase.epochs * len(rows) / phase.batch_size))
+    return steps, max(1, steps // 10)
+
+
 def train_phase(model, rows: list[dict], phase: Phase) -> list[dict]:
     from embedforge.losses import ImprovedInfoNCE
     from embedforge.training.batches import text_id, tokenize_pairs, trim_padding
@@ -153,11 +170,10 @@ def train_phase(model, rows: list[dict], phase: Phase) -> list[dict]:
     torch.manual_seed(phase.seed)
     rows = [row for row in rows if len(row["negatives"]) >= phase.negatives]
     loss_fn = ImprovedInfoNCE(
-        temperature=phase.temperature, use_query_query=phase.qq, use_doc_doc=phase.dd, share_hard_negatives=phase.shared_negatives
+        temperature=phase.temperature, margin=phase.margin, use_query_query=phase.qq, use_doc_doc=phase.dd, share_hard_negatives=phase.shared_negatives
     )
-    steps = max(1, int(phase.epochs * len(rows) / phase.batch_size))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=phase.lr, weight_decay=0.01)
-    warmup = max(1, steps // 10)
+    steps, warmup = phase_steps(rows, phase)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=phase.lr, weight_decay=WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
     rng = random.Random(phase.seed)
     order: list[int] = []
@@ -190,7 +206,7 @@ def train_phase(model, rows: list[dict], phase: Phase) -> list[dict]:
             kwargs["query_ids"] = torch.tensor([text_id(r["qid"]) for r in batch])
         loss = loss_fn(q, d, negatives, positive_ids=t["positive_ids"], negative_ids=negative_ids, **kwargs)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad()
@@ -368,6 +384,35 @@ def merge_variant(name: str, base_dir: Path, subset, queries, dev_qrels, sts_pai
     return {"scores": evaluate(model, subset, queries, dev_qrels, sts_pairs), "note": f"slerp of {spec} weights {weights or 'equal'}"}
 
 
+def st_variant(name: str, labelled: list[dict], base_dir: Path, subset, queries, dev_qrels, sts_pairs) -> dict:
+    """``st:VARIANT``: sentence-transformers' trainer and ``MultipleNegativesRankingLoss`` on VARIANT's one labelled phase.
+
+    The same rows (those with enough hard negatives), steps, global batch, learning rate,
+    warmup, linear schedule, weight decay, gradient clipping, max length, temperature and seed
+    as this script's loop; only the trainer and its data order differ.
+    """
+    from types import SimpleNamespace
+
+    from embedforge.models.embedder import Embedder
+    from tests.benchmarks.bench_training_quality import sentence_transformers_mnrl
+
+    [phase] = VARIANTS[name.removeprefix("st:")].phases
+    rows = [row for row in labelled if len(row["negatives"]) >= phase.negatives]
+    steps, warmup = phase_steps(rows, phase)
+    cfg = SimpleNamespace(
+        model=SimpleNamespace(max_length=phase.max_length),
+        optim=SimpleNamespace(steps=steps, batch_size=phase.batch_size, lr=phase.lr, warmup_steps=warmup, schedule="linear", weight_decay=WEIGHT_DECAY, max_grad_norm=MAX_GRAD_NORM, seed=phase.seed),
+        scaling=SimpleNamespace(num_workers=1),
+        loss=SimpleNamespace(temperature=phase.temperature),
+        run=SimpleNamespace(log_every=10),
+    )
+    started = time.perf_counter()
+    folder, _ = sentence_transformers_mnrl(base_dir, rows, cfg, OUT / name.replace(":", "-"), negatives=phase.negatives)
+    scores = evaluate(Embedder.load(folder, device="cpu"), subset, queries, dev_qrels, sts_pairs)
+    note = f"sentence-transformers trainer + MNRL on {name.removeprefix('st:')}'s rows, steps, batch, lr and seed ({steps} steps)"
+    return {"scores": scores, "note": note, "seconds": round(time.perf_counter() - started)}
+
+
 def write_report(results: dict) -> None:
     """The ``recipe_ablation`` section of docs/benchmarks.md: one row per variant run so far."""
     from tests.benchmarks.report import markdown_table, write_section
@@ -434,9 +479,11 @@ def main() -> None:
         record("base", {"scores": evaluate(Embedder.load(base_dir, device="cpu"), subset, queries, dev_qrels, sts_pairs), "note": "all-MiniLM-L6-v2"})
     print("base", results["base"]["scores"], f"{len(labelled)} labelled rows", flush=True)
     for name in args.variants:
-        if name.startswith(("merge:", "rerank:", "prior:")):
+        if name.startswith(("merge:", "rerank:", "prior:", "st:")):
             if name.startswith("merge:"):
                 record(name, merge_variant(name, base_dir, subset, queries, dev_qrels, sts_pairs))
+            elif name.startswith("st:"):
+                record(name, st_variant(name, labelled, base_dir, subset, queries, dev_qrels, sts_pairs))
             elif name.startswith("prior:"):
                 record(name, prior_variant(name, labelled, base_dir, subset, queries, qrels, train_ids, dev_ids))
             else:

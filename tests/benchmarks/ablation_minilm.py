@@ -211,8 +211,8 @@ def train_phase(model, rows: list[dict], phase: Phase) -> list[dict]:
         scheduler.step()
         optimizer.zero_grad()
         if step % 20 == 0 or step == steps - 1:
-            log.append({"step": step + 1, "loss": float(loss), "seconds": round(time.perf_counter() - started, 1)})
-            print(f"  {phase.data} step {step + 1}/{steps} loss {float(loss):.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
+            log.append({"step": step + 1, "loss": float(loss.detach()), "seconds": round(time.perf_counter() - started, 1)})
+            print(f"  {phase.data} step {step + 1}/{steps} loss {float(loss.detach()):.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
     model.eval()
     return log
 

@@ -77,7 +77,7 @@ def build_datasets(cfg: TrainConfig, base_dir: Path, run_dir: Path) -> tuple[dic
             stage,
             fn_constructor_kwargs={"model_dir": str(base_dir), **kwargs},
             batch_size=max(batch, 16),
-            concurrency=1,
+            compute=ray.data.ActorPoolStrategy(size=1),
             num_cpus=0.5,
         )
         datasets[spec.name] = tokenized.materialize() if cfg.data.cache_tokenized else tokenized

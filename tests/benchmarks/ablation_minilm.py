@@ -84,10 +84,9 @@ VARIANTS: dict[str, Variant] = {
     "ict+sft-3ep-neg3-plain": Variant((ICT, replace(SFT, epochs=3.0, negatives=3, qq=False, dd=False)), note="as ict+sft-3ep-neg3, query-query and doc-doc terms off"),
     "ict+sft-3ep-neg3-plain-shared": Variant((ICT, replace(SFT, epochs=3.0, negatives=3, qq=False, dd=False, shared_negatives=True)), note="as ict+sft-3ep-neg3-shared, query-query and doc-doc terms off (the preset's loss)"),
     # The loss sentence-transformers' MNRL computes, in this loop: query-document terms over every row's positive and
-    # hard negatives, no masks. Against `st:` variants of the same name it separates the loop from the loss.
+    # hard negatives, no margin or same-query mask. Against `st:` variants of the same name it separates the loop from the loss.
     "sft-3ep-neg3-mnrl": Variant((replace(SFT, epochs=3.0, negatives=3, qq=False, dd=False, shared_negatives=True, margin=math.inf, mask_same_query=False),), note="stage 2 only, 3 epochs, 3 hard negatives, MNRL's loss (query-document terms, shared negatives, no margin or same-query mask)"),
     "sft-3ep-neg3-mnrl-seed1": Variant((replace(SFT, epochs=3.0, negatives=3, qq=False, dd=False, shared_negatives=True, margin=math.inf, mask_same_query=False, seed=1),), note="as sft-3ep-neg3-mnrl, another data order and initial dropout seed"),
-    "sft-3ep-neg3-seed1": Variant((replace(SFT, epochs=3.0, negatives=3, seed=1),), note="as sft-3ep-neg3, another data order"),
     "ict+sft-3ep-neg3-seed1": Variant((ICT, replace(SFT, epochs=3.0, negatives=3, seed=1)), note="as ict+sft-3ep-neg3, stage 2 in another data order"),
     "sft-seed1": Variant((replace(SFT, seed=1),), note="stage 2 only, another data order"),
     "ict+sft": Variant((Phase("weak-ict", epochs=1.0, lr=1e-5, negatives=0), SFT), note="weak ICT stage 1 (2000 pairs, lr 1e-5), then stage 2"),

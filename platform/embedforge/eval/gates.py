@@ -83,7 +83,8 @@ def compare(runs: Runs, model: str, reference: str, max_drop: float, query_score
         ours, theirs = query_scores.get(model, {}).get(task), query_scores.get(reference, {}).get(task)
         low = high = None
         if ours and theirs and set(ours) == set(theirs):
-            _, low, high, *_ = paired_bootstrap(ours, theirs)
+            difference = paired_bootstrap(ours, theirs)
+            low, high = difference.low, difference.high
         gates.append(Gate(model, reference, task, score, reference_score, max_drop, low, high))
     return gates
 

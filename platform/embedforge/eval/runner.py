@@ -134,7 +134,7 @@ def take_query_scores(task) -> dict[str, float] | None:
     queries in all, ``n_s`` in its subset, ``S`` subsets), so their plain mean is mteb's main
     score, the mean over subsets of each subset's mean; with one subset the weight is 1.
     """
-    kept = getattr(task, "query_scores", None) if isinstance(task, LocalRetrieval) else None
+    kept = task.query_scores if isinstance(task, LocalRetrieval) else None
     if not kept:
         return None
     task.query_scores = {}

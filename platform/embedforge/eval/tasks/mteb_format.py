@@ -83,10 +83,11 @@ class LocalRetrieval(AbsTaskRetrieval):
     (``embedforge.eval.gates``).
     """
 
-    query_scores: dict[str, dict[str, float]]
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.query_scores: dict[str, dict[str, float]] = {}
 
     def task_specific_scores(self, scores, qrels, results, hf_split: str, hf_subset: str) -> dict[str, float]:
-        self.query_scores = getattr(self, "query_scores", {})
         self.query_scores[f"{hf_split}/{hf_subset}"] = {query_id: metrics["ndcg_cut_10"] for query_id, metrics in scores.items()}
         return {}
 

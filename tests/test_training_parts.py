@@ -134,6 +134,36 @@ def test_reranker_step_overfits_four_groups_in_process(tiny_reranker_dir, loss):
     assert losses[-1] < 0.9 * losses[0], losses
 
 
+@pytest.mark.parametrize("kind, base", [("embedder", "minilm"), ("embedder", "tiny"), ("reranker", "minilm"), ("reranker", "tiny")])
+def test_every_trainable_parameter_gets_a_gradient_from_one_step(kind, base, minilm_dir, tiny_embedder_dir, tiny_reranker_dir):
+    """DDP runs without ``find_unused_parameters``: one step must reach every parameter left trainable."""
+    from embedforge.training.batches import TokenizePairGroups
+    from embedforge.training.modules import build_trainable
+    from embedforge.training.steps import build_loss, embedder_loss, reranker_loss
+
+    base_dir = {"minilm": minilm_dir, "tiny": tiny_embedder_dir if kind == "embedder" else tiny_reranker_dir}[base]
+    config = parse_stage_config(base_config(model={"kind": kind, "base": str(base_dir), "max_length": 128}))
+    module = build_trainable(config, base_dir)
+    rows = toy_rows(2)
+    columns = {key: [r[key] for r in rows] for key in ("query", "positive", "negatives", "instruction")}
+    judge = getattr(module, "reranker", None)
+    if kind == "embedder":
+        stage = TokenizeEmbedderPairs(str(base_dir), query_max_length=32, max_length=64)
+    else:
+        stage = TokenizeJudgeGroups(str(base_dir), max_length=128) if judge else TokenizePairGroups(str(base_dir), max_length=128)
+    batch = {key: torch.as_tensor(value) for key, value in stage(columns).items()}
+    if kind == "embedder":
+        loss = embedder_loss(module, build_loss(config), batch)
+    else:
+        ids = (judge.yes_id, judge.no_id) if judge else (None, None)
+        loss = reranker_loss(module, build_loss(config, *ids), batch, *ids)
+    loss.backward()
+    trainable = [name for name, p in module.named_parameters() if p.requires_grad]
+    assert trainable and [name for name, p in module.named_parameters() if p.requires_grad and p.grad is None] == []
+    if (kind, base) == ("embedder", "minilm"):
+        assert not any(".pooler." in name for name in trainable)
+
+
 def test_dataset_schedule_follows_weights_and_seed():
     schedule = dataset_schedule(["a", "b"], [3.0, 1.0], 4000, seed=1)
     assert schedule == dataset_schedule(["a", "b"], [3.0, 1.0], 4000, seed=1)

@@ -72,6 +72,7 @@ def build_trainable(config: TrainConfig, base_dir: str | Path, *, for_training: 
         from embedforge.models.embedder import Embedder
 
         module = Embedder.load(base_dir, device="cpu", attention=config.model.attention)
+        freeze_pooler(module.backbone)
     else:
         from embedforge.models.reranker import YesNoReranker, load_reranker
 
@@ -90,6 +91,19 @@ def build_trainable(config: TrainConfig, base_dir: str | Path, *, for_training: 
         head = ["classifier", "score", "pooler"] if isinstance(module, CrossEncoderReranker) else None
         set_backbone(module, apply_lora(backbone, config.strategy.lora, modules_to_save=head))
     return module.train()
+
+
+def freeze_pooler(backbone: nn.Module) -> None:
+    """Freeze a BERT-family encoder's pooler, which an embedding never reads.
+
+    Embeddings pool ``last_hidden_state`` (:mod:`embedforge.models.pooling`); the pooler's dense layer
+    over ``[CLS]`` gets no gradient. Frozen, it stays out of the optimizer, and every
+    parameter left trainable is used by every step, as DDP without
+    ``find_unused_parameters`` requires.
+    """
+    pooler = getattr(backbone, "pooler", None)
+    if isinstance(pooler, nn.Module):
+        pooler.requires_grad_(False)
 
 
 def zero_head(model: nn.Module) -> None:

@@ -74,14 +74,18 @@ def make_optimizer(module: nn.Module, optim: OptimSection) -> torch.optim.Optimi
 
 
 class DDPStrategy:
-    """Plain data parallelism (``ray.train.torch.prepare_model``); one process keeps the module as is."""
+    """Plain data parallelism (``ray.train.torch.prepare_model``); one process keeps the module as is.
+
+    Every trainable parameter takes part in every step (:func:`build_trainable` freezes what
+    a forward skips), so DDP does not search the graph for unused ones.
+    """
 
     def __init__(self, module: nn.Module, strategy: StrategySection, optim: OptimSection):
         import ray.train.torch
 
         self.module = module
         self.device = ray.train.torch.get_device()
-        self.model = ray.train.torch.prepare_model(module, parallel_strategy_kwargs={"find_unused_parameters": True})
+        self.model = ray.train.torch.prepare_model(module)
         self.optimizer = make_optimizer(module, optim)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(optim))
         self.max_grad_norm = optim.max_grad_norm

@@ -77,6 +77,24 @@ def test_runs_scored_on_different_queries_get_no_interval():
     assert gate.low is None and gate.verdict == "better"
 
 
+def test_an_sts_gate_bootstraps_spearman_over_the_same_pairs():
+    """STS gates get an interval from each pair's gold and predicted similarity (``pair_scores.json``)."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    gold = rng.uniform(0, 5, 200)
+    base, merged = gold + rng.normal(0, 2.0, 200), gold + rng.normal(0, 2.0, 200)
+    pairs = lambda predicted: {"stsb-dev": {"dev/default": {"gold": gold.tolist(), "predicted": predicted.tolist()}}}
+    runs = {label: {"stsb-dev": {"main_score": spearmanr(predicted, gold)[0]}} for label, predicted in (("base", base), ("merged", merged))}
+    [gate] = run_gates(runs, final="merged", pair_scores={"base": pairs(base), "merged": pairs(merged)})
+    assert gate.low < gate.delta < gate.high and gate.low < 0 < gate.high
+    assert gate.verdict == ("level" if gate.passed else "worse")
+    shorter = {"stsb-dev": {"dev/default": {"gold": gold[:100].tolist(), "predicted": merged[:100].tolist()}}}
+    [unpaired] = run_gates(runs, final="merged", pair_scores={"base": pairs(base), "merged": shorter})
+    assert unpaired.low is None and unpaired.interval == "-"  # scored on other pairs: the mean rule
+
+
 def test_the_pipeline_does_not_serve_a_reranker_that_failed_its_gate():
     from embedforge.pipeline.actions import served_reranker
     from embedforge.pipeline.stages import StageResult

@@ -90,7 +90,9 @@ def test_per_query_scores_average_to_the_mean_over_subsets():
 
 @pytest.mark.slow
 def test_run_evaluation_on_every_offline_task_with_reranker(tiny_embedder_dir, tiny_reranker_dir, tmp_path):
-    from embedforge.eval.runner import read_query_scores, run_evaluate
+    from scipy.stats import spearmanr
+
+    from embedforge.eval.runner import read_pair_scores, read_query_scores, run_evaluate
     from embedforge.eval.settings import EvaluateConfig
     from embedforge.eval.tasks import OFFLINE_TASKS
 
@@ -124,6 +126,13 @@ def test_run_evaluation_on_every_offline_task_with_reranker(tiny_embedder_dir, t
         assert sum(scores.values()) / len(scores) == pytest.approx(results[task]["ndcg_at_10"], abs=1e-5), task  # mteb rounds to 5 places
     assert list(query_scores["xquad-crosslingual"])[0].startswith("test/de-en/")
     assert read_query_scores(tmp_path, "tiny")["tiny+reranker"]["cranfield"] == query_scores["cranfield+reranker"]
+    pair_scores = json.loads((tmp_path / "pair_scores.json").read_text())  # the STS gates' per-pair scores
+    assert list(pair_scores) == ["stsb-dev", "stsb-multi-mt-dev"] and list(pair_scores["stsb-multi-mt-dev"]) == ["dev/de"]
+    for task, subsets in pair_scores.items():
+        rho = [spearmanr(pairs["predicted"], pairs["gold"])[0] for pairs in subsets.values()]
+        assert all(len(pairs["gold"]) == 3 for pairs in subsets.values())
+        assert sum(rho) / len(rho) == pytest.approx(results[task]["cosine_spearman"], abs=1e-5), task
+    assert read_pair_scores(tmp_path, "tiny") == {"tiny": pair_scores}
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {task} |" in table for task in OFFLINE_TASKS)
     assert (tmp_path / "main_scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from embedforge.eval.metrics import query_ndcg, retrieval_scores
-from embedforge.eval.significance import paired_bootstrap
+from embedforge.eval.significance import paired_bootstrap, paired_bootstrap_spearman
 
 QRELS = {"q1": {"d1": 1}, "q2": {"d2": 1, "d3": 2}, "q3": {"d9": 0}}
 RUN = {"q1": {"d1": 0.2, "d5": 0.9}, "q2": {"d3": 0.8, "d2": 0.1, "d4": 0.5}}
@@ -47,3 +47,30 @@ def test_queries_scored_by_one_model_only_are_an_error():
         paired_bootstrap({"q1": 1.0, "q2": 0.5}, {"q1": 1.0})
     with pytest.raises(ValueError, match="no queries"):
         paired_bootstrap({}, {})
+
+
+def test_spearman_bootstrap_matches_scipy_and_resolves_a_real_gain_only():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(2)
+    gold = {f"dev/{lang}": rng.uniform(0, 5, 300) for lang in ("de", "fr")}
+    noisy = {key: values + rng.normal(0, 1.5, 300) for key, values in gold.items()}
+    also_noisy = {key: values + rng.normal(0, 1.5, 300) for key, values in gold.items()}
+    sharp = {key: values + rng.normal(0, 0.5, 300) for key, values in gold.items()}
+    mean_rho = lambda predicted: np.mean([spearmanr(predicted[key], gold[key])[0] for key in gold])  # mteb's main score
+
+    same = paired_bootstrap_spearman(gold, noisy, noisy)
+    assert same == (0.0, 0.0, 0.0)
+    tie = paired_bootstrap_spearman(gold, also_noisy, noisy)
+    assert tie.difference == pytest.approx(mean_rho(also_noisy) - mean_rho(noisy))
+    assert tie.low < 0 < tie.high
+    gain = paired_bootstrap_spearman(gold, sharp, noisy)
+    assert gain.difference == pytest.approx(mean_rho(sharp) - mean_rho(noisy))
+    assert 0 < gain.low < gain.difference < gain.high
+
+
+def test_spearman_bootstrap_needs_the_same_subsets_and_pairs():
+    with pytest.raises(ValueError, match="subsets differ"):
+        paired_bootstrap_spearman({"dev/de": [1, 2, 3]}, {"dev/fr": [1, 2, 3]}, {"dev/de": [1, 2, 3]})
+    with pytest.raises(ValueError, match="same two or more pairs"):
+        paired_bootstrap_spearman({"dev/de": [1, 2, 3]}, {"dev/de": [1, 2]}, {"dev/de": [1, 2, 3]})

@@ -76,7 +76,7 @@ def test_the_run_gates_the_final_model_and_the_reranker_on_its_own_scores(tiny_r
     for (model, reference, task), gate in pairs.items():
         assert gate["delta"] == pytest.approx(scores[model][task] - scores[reference][task])
         assert gate["passed"] == (gate["delta"] >= -config.evaluate.gate_max_drop)
-        # scifact-dev is a retrieval task: each gate carries the paired bootstrap interval of its per-query scores
+        # every gate carries a paired bootstrap interval: of the per-query nDCG@10 (scifact-dev), of Spearman over the pairs (stsb-dev)
         assert gate["low"] <= gate["delta"] <= gate["high"]
     assert "## Held-out gates" in (Path(config.run_dir) / "report.md").read_text()
 

@@ -12,11 +12,16 @@ task they share (``max_drop`` absorbs evaluation noise such as STS Spearman movi
 fourth decimal). The pipeline reports every gate and does not serve a reranker whose gate
 failed.
 
-A gain is called "better" only when the held-out queries can tell it from noise. Where both
-runs kept per-query scores (``query_scores.json``, retrieval tasks), the gate carries the
-paired bootstrap interval of the mean difference (``embedforge.eval.significance``) and says
-"better" only when the interval lies above 0; a rise whose interval holds 0 is "level". Other
-tasks (STS, classification) keep the mean rule: "better" when the rise exceeds ``max_drop``.
+A gain is called "better" only when the held-out data can tell it from noise. Where both
+runs kept per-item scores on the same items, the gate carries a 95 % paired bootstrap interval
+of the difference (``embedforge.eval.significance``) and says "better" only when the interval
+lies above 0; a rise whose interval holds 0 is "level":
+
+- retrieval tasks: each query's nDCG@10 (``query_scores.json``), the interval of the mean;
+- STS tasks: each pair's gold and predicted similarity (``pair_scores.json``), the interval of
+  the Spearman difference.
+
+Classification tasks keep the mean rule: "better" when the rise exceeds ``max_drop``.
 """
 
 from __future__ import annotations
@@ -25,12 +30,15 @@ from dataclasses import asdict, dataclass, fields
 from typing import Mapping
 
 from embedforge.eval.report import Runs
-from embedforge.eval.significance import paired_bootstrap
+from embedforge.eval.significance import paired_bootstrap, paired_bootstrap_spearman
 
 RERANKED_SUFFIX = "+reranker"
 
 QueryScores = Mapping[str, Mapping[str, Mapping[str, float]]]
 """``{run: {task: {query: score}}}``: each run's ``query_scores.json``, by run label."""
+
+PairScores = Mapping[str, Mapping[str, Mapping[str, Mapping[str, list[float]]]]]
+"""``{run: {task: {"split/subset": {"gold": [...], "predicted": [...]}}}}``: each run's ``pair_scores.json``."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,7 @@ class Gate:
     reference_score: float
     max_drop: float
     low: float | None = None
-    """The 95 % paired bootstrap interval of the per-query difference, where both runs kept per-query scores."""
+    """The 95 % paired bootstrap interval of the difference, where both runs kept per-item scores on the same items."""
     high: float | None = None
 
     @property
@@ -73,29 +81,43 @@ class Gate:
         return {**asdict(self), "delta": self.delta, "passed": self.passed, "verdict": self.verdict}
 
 
-def compare(runs: Runs, model: str, reference: str, max_drop: float, query_scores: QueryScores) -> list[Gate]:
-    """A gate per task on which both runs have a main score; with an interval where both kept the same queries' scores."""
+def compare(runs: Runs, model: str, reference: str, max_drop: float, query_scores: QueryScores, pair_scores: PairScores) -> list[Gate]:
+    """A gate per task on which both runs have a main score; with an interval where both kept the same items' scores."""
     gates = []
     for task, metrics in runs.get(model, {}).items():
         score, reference_score = metrics.get("main_score"), runs.get(reference, {}).get(task, {}).get("main_score")
         if score is None or reference_score is None:
             continue
-        ours, theirs = query_scores.get(model, {}).get(task), query_scores.get(reference, {}).get(task)
-        low = high = None
-        if ours and theirs and set(ours) == set(theirs):
-            difference = paired_bootstrap(ours, theirs)
-            low, high = difference.low, difference.high
+        low, high = interval(task, model, reference, query_scores, pair_scores)
         gates.append(Gate(model, reference, task, score, reference_score, max_drop, low, high))
     return gates
 
 
-def run_gates(runs: Runs, *, final: str, base: str = "base", max_drop: float = 0.005, query_scores: QueryScores | None = None) -> list[Gate]:
+def interval(task: str, model: str, reference: str, query_scores: QueryScores, pair_scores: PairScores) -> tuple[float | None, float | None]:
+    """The bootstrap interval of ``model`` minus ``reference`` on ``task``, or ``(None, None)`` without the same items on both sides."""
+    ours, theirs = query_scores.get(model, {}).get(task), query_scores.get(reference, {}).get(task)
+    if ours and theirs and set(ours) == set(theirs):
+        difference = paired_bootstrap(ours, theirs)
+        return difference.low, difference.high
+    ours, theirs = pair_scores.get(model, {}).get(task), pair_scores.get(reference, {}).get(task)
+    same_pairs = ours and theirs and set(ours) == set(theirs) and all(ours[key]["gold"] == theirs[key]["gold"] for key in ours)
+    if same_pairs:
+        gold = {key: pairs["gold"] for key, pairs in ours.items()}
+        predicted = [{key: pairs["predicted"] for key, pairs in side.items()} for side in (ours, theirs)]
+        difference = paired_bootstrap_spearman(gold, *predicted)
+        return difference.low, difference.high
+    return None, None
+
+
+def run_gates(
+    runs: Runs, *, final: str, base: str = "base", max_drop: float = 0.005, query_scores: QueryScores | None = None, pair_scores: PairScores | None = None
+) -> list[Gate]:
     """The gates of one evaluated run: ``final`` against ``base``, and every reranked run against its dense run."""
-    query_scores = query_scores or {}
-    gates = compare(runs, final, base, max_drop, query_scores)
+    query_scores, pair_scores = query_scores or {}, pair_scores or {}
+    gates = compare(runs, final, base, max_drop, query_scores, pair_scores)
     for label in runs:
         if label.endswith(RERANKED_SUFFIX):
-            gates += compare(runs, label, label.removesuffix(RERANKED_SUFFIX), max_drop, query_scores)
+            gates += compare(runs, label, label.removesuffix(RERANKED_SUFFIX), max_drop, query_scores, pair_scores)
     return gates
 
 

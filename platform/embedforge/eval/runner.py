@@ -8,6 +8,9 @@ Writes into the output folder:
 - ``query_scores.json``: ``{task: {"split/subset/query_id": nDCG@10}}`` for the retrieval
   tasks that keep them (``LocalRetrieval``: every offline one), weighted so that their mean
   is the task's main score; the held-out gates bootstrap over them;
+- ``pair_scores.json``: ``{task: {"split/subset": {"gold": [...], "predicted": [...]}}}`` for
+  the STS tasks: every pair's gold similarity and the model's cosine, in the task's order,
+  from mteb's saved predictions; the gates bootstrap Spearman over them;
 - ``results.md``: a table of main scores; ``main_scores.png``: the same as a chart.
 
 :func:`run_evaluate` returns the scores by run: the model's label, and with a reranker
@@ -21,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
@@ -36,14 +40,19 @@ logger = logging.getLogger(__name__)
 
 RERANKABLE_TYPES = {"Retrieval"}
 QUERY_SCORES_FILE = "query_scores.json"
+PAIR_SCORES_FILE = "pair_scores.json"
+
+TaskPairScores = dict[str, dict[str, list[float]]]
+"""``{"split/subset": {"gold": [...], "predicted": [...]}}``: an STS task's pairs, in its order."""
 
 
 class TaskScores(NamedTuple):
-    """One task's scores in one run: mean metrics, metrics per ``split/subset``, and per query (or None)."""
+    """One task's scores in one run: mean metrics, metrics per ``split/subset``, per query and per pair (or None)."""
 
     metrics: Metrics
     per_subset: dict[str, Metrics]
     per_query: dict[str, float] | None
+    per_pair: TaskPairScores | None = None
 
 
 def run_evaluate(
@@ -107,23 +116,26 @@ def run_evaluate(
 
 
 def evaluate_with(mteb_module, model, tasks: list, batch_size: int) -> dict[str, TaskScores]:
-    """``{task: TaskScores}`` from one ``mteb.evaluate`` call."""
+    """``{task: TaskScores}`` from one ``mteb.evaluate`` call (its predictions saved to a scratch folder for :func:`pair_scores`)."""
     if not tasks:
         return {}
-    result = mteb_module.evaluate(
-        model,
-        tasks,
-        cache=None,
-        co2_tracker=False,
-        show_progress_bar=False,
-        encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
-        raise_error=True,
-    )
     by_name = {task.metadata.name: task for task in tasks}
     results = {}
-    for task_result in result.task_results:
-        per_subset = subset_metrics(task_result)
-        results[task_result.task_name] = TaskScores(mean_metrics(per_subset), per_subset, take_query_scores(by_name[task_result.task_name]))
+    with tempfile.TemporaryDirectory(prefix="mteb-predictions-") as predictions:
+        result = mteb_module.evaluate(
+            model,
+            tasks,
+            cache=None,
+            co2_tracker=False,
+            show_progress_bar=False,
+            encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
+            raise_error=True,
+            prediction_folder=predictions,
+        )
+        for task_result in result.task_results:
+            task = by_name[task_result.task_name]
+            per_subset = subset_metrics(task_result)
+            results[task_result.task_name] = TaskScores(mean_metrics(per_subset), per_subset, take_query_scores(task), pair_scores(task, Path(predictions)))
     return results
 
 
@@ -146,25 +158,55 @@ def take_query_scores(task) -> dict[str, float] | None:
     }
 
 
+def pair_scores(task, predictions: Path) -> TaskPairScores | None:
+    """An STS task's gold and predicted (cosine) similarity of every pair, by ``split/subset``.
+
+    The predicted ones come from the predictions ``mteb.evaluate`` saved into ``predictions``
+    (``<task>_predictions.json``, in the dataset's order), the gold ones from the task's data,
+    loaded again (the same deterministic pairs) where mteb unloaded it. Other task types give None.
+    """
+    if task.metadata.type != "STS":
+        return None
+    task.load_data()
+    saved = json.loads((predictions / f"{task.metadata.name}_predictions.json").read_text())
+    return {
+        f"{split}/{subset}": {"gold": [float(score) for score in task.dataset[subset][split]["score"]], "predicted": scores["cosine_scores"]}
+        for subset, by_split in saved.items()
+        if subset in task.dataset
+        for split, scores in by_split.items()
+    }
+
+
 def read_query_scores(output_dir: Path, label: str) -> dict[str, dict[str, dict[str, float]]]:
     """``{run: {task: {query: score}}}`` from the ``query_scores.json`` that evaluating ``label`` into ``output_dir`` wrote.
 
     The runs are named as :func:`run_evaluate` returns them: ``label``, and ``label+reranker``
     for its reranked retrieval tasks.
     """
-    runs: dict[str, dict[str, dict[str, float]]] = {}
-    for task, scores in json.loads((Path(output_dir) / QUERY_SCORES_FILE).read_text()).items():
+    return scores_by_run(Path(output_dir) / QUERY_SCORES_FILE, label)
+
+
+def read_pair_scores(output_dir: Path, label: str) -> dict[str, dict[str, TaskPairScores]]:
+    """``{run: {task: TaskPairScores}}`` from the ``pair_scores.json`` that evaluating ``label`` into ``output_dir`` wrote."""
+    return scores_by_run(Path(output_dir) / PAIR_SCORES_FILE, label)
+
+
+def scores_by_run(path: Path, label: str) -> dict:
+    """A per-task JSON file of :func:`write_eval_report` split into runs: ``<task>+reranker`` entries go to ``label+reranker``."""
+    runs: dict = {}
+    for task, scores in json.loads(path.read_text()).items():
         reranked = task.endswith(RERANKED_SUFFIX)
         runs.setdefault(f"{label}{RERANKED_SUFFIX}" if reranked else label, {})[task.removesuffix(RERANKED_SUFFIX)] = scores
     return runs
 
 
 def write_eval_report(runs: Mapping[str, Mapping[str, TaskScores]], output_dir: Path, main_metrics: Mapping[str, str]) -> dict[str, Metrics]:
-    """Write results.json, results_by_subset.json, query_scores.json, results.md and main_scores.png; return results.json."""
+    """Write results.json, results_by_subset.json, query_scores.json, pair_scores.json, results.md and main_scores.png; return results.json."""
     labels = list(runs)
     flat: dict[str, Metrics] = {}
     by_subset: dict[str, dict[str, Metrics]] = {}
     by_query: dict[str, dict[str, float]] = {}
+    by_pair: dict[str, TaskPairScores] = {}
     for index, label in enumerate(labels):
         suffix = "" if index == 0 else RERANKED_SUFFIX
         for task, scores in runs[label].items():
@@ -172,9 +214,12 @@ def write_eval_report(runs: Mapping[str, Mapping[str, TaskScores]], output_dir: 
             by_subset[f"{task}{suffix}"] = scores.per_subset
             if scores.per_query is not None:
                 by_query[f"{task}{suffix}"] = scores.per_query
+            if scores.per_pair is not None:
+                by_pair[f"{task}{suffix}"] = scores.per_pair
     write_json(output_dir / "results.json", flat)
     write_json(output_dir / "results_by_subset.json", by_subset)
     write_json(output_dir / QUERY_SCORES_FILE, by_query)
+    write_json(output_dir / PAIR_SCORES_FILE, by_pair)
     table_runs = {label: {task: scores.metrics for task, scores in runs[label].items()} for label in labels}
     table = main_score_table(table_runs, main_metrics)
     (output_dir / "results.md").write_text(f"# Evaluation: {labels[0]}\n\n{table}\n")

@@ -135,20 +135,22 @@ def evaluate(section: "EvaluateConfig", folder: Path, upstream: Upstream) -> dic
     The reranker reranks the merged model's top hits. ``results`` holds one run per label; the
     reranked run is ``merged+reranker``, beside ``merged``. ``gates`` compares the merged model
     with the base and the reranked run with ``merged`` (``embedforge.eval.gates``), with a
-    paired bootstrap over the retrieval tasks' per-query scores; each failed gate is printed.
+    paired bootstrap over the retrieval tasks' per-query scores and the STS tasks' per-pair
+    ones; each failed gate is printed.
     """
     from embedforge.eval.gates import failed, run_gates
-    from embedforge.eval.runner import read_query_scores, run_evaluate
+    from embedforge.eval.runner import read_pair_scores, read_query_scores, run_evaluate
 
     models = models_to_compare(upstream)
     reranker = output_of(upstream, "reranker")
-    results, query_scores = {}, {}
+    results, query_scores, pair_scores = {}, {}, {}
     for label, path in models.items():
         with_reranker = reranker if label == "merged" else None
         results.update(run_evaluate(path, folder / label, section, reranker=with_reranker, label=label))
         query_scores.update(read_query_scores(folder / label, label))
+        pair_scores.update(read_pair_scores(folder / label, label))
     (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    gates = run_gates(results, final="merged", max_drop=section.gate_max_drop, query_scores=query_scores)
+    gates = run_gates(results, final="merged", max_drop=section.gate_max_drop, query_scores=query_scores, pair_scores=pair_scores)
     for gate in failed(gates):
         print(f"[evaluate] held-out gate failed: {gate.line()}", file=sys.stderr, flush=True)
     return {"output": str(folder), "models": models, "reranker": reranker, "results": results, "gates": [gate.to_dict() for gate in gates]}

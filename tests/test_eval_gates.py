@@ -84,15 +84,19 @@ def test_an_sts_gate_bootstraps_spearman_over_the_same_pairs():
 
     rng = np.random.default_rng(0)
     gold = rng.uniform(0, 5, 200)
-    base, merged = gold + rng.normal(0, 2.0, 200), gold + rng.normal(0, 2.0, 200)
-    pairs = lambda predicted: {"stsb-dev": {"dev/default": {"gold": gold.tolist(), "predicted": predicted.tolist()}}}
-    runs = {label: {"stsb-dev": {"main_score": spearmanr(predicted, gold)[0]}} for label, predicted in (("base", base), ("merged", merged))}
-    [gate] = run_gates(runs, final="merged", pair_scores={"base": pairs(base), "merged": pairs(merged)})
-    assert gate.low < gate.delta < gate.high and gate.low < 0 < gate.high
-    assert gate.verdict == ("level" if gate.passed else "worse")
-    shorter = {"stsb-dev": {"dev/default": {"gold": gold[:100].tolist(), "predicted": merged[:100].tolist()}}}
-    [unpaired] = run_gates(runs, final="merged", pair_scores={"base": pairs(base), "merged": shorter})
-    assert unpaired.low is None and unpaired.interval == "-"  # scored on other pairs: the mean rule
+    predicted = {"base": gold + rng.normal(0, 2.0, 200), "noisy": gold + rng.normal(0, 2.0, 200), "sharp": gold + rng.normal(0, 0.5, 200)}
+    pairs = lambda values: {"stsb-dev": {"dev/default": {"gold": gold.tolist(), "predicted": values.tolist()}}}
+    runs = {label: {"stsb-dev": {"main_score": spearmanr(values, gold)[0]}} for label, values in predicted.items()}
+    pair_scores = {label: pairs(values) for label, values in predicted.items()}
+
+    [noisy] = run_gates(runs, final="noisy", pair_scores=pair_scores)
+    assert noisy.delta == pytest.approx(0.0430, abs=1e-4) and noisy.low < 0 < noisy.high
+    assert noisy.verdict == "level"  # the mean rule alone would call +0.043 better
+    [sharp] = run_gates(runs, final="sharp", pair_scores=pair_scores)
+    assert 0 < sharp.low < sharp.delta < sharp.high and sharp.verdict == "better"
+    shorter = {"stsb-dev": {"dev/default": {"gold": gold[:100].tolist(), "predicted": predicted["noisy"][:100].tolist()}}}
+    [unpaired] = run_gates(runs, final="noisy", pair_scores={**pair_scores, "noisy": shorter})
+    assert unpaired.low is None and unpaired.verdict == "better"  # scored on other pairs: the mean rule
 
 
 def test_the_pipeline_does_not_serve_a_reranker_that_failed_its_gate():

@@ -37,7 +37,7 @@ def evaluate(task):
     folder = build_embedder("tiny", max_length=64).save(tempfile.mkdtemp())
     settings = EvaluateConfig(tasks=[task], limits=TaskLimits(max_queries=3, max_corpus_docs=10))
     runs = run_evaluate(folder, tempfile.mkdtemp(), settings, device="cpu", label="tiny")
-    return ray.get_runtime_context().get_node_id(), runs["tiny"][task]["main_score"]
+    return ray.get_runtime_context().get_node_id(), runs["tiny"][task].metrics["main_score"]
 
 ray.init()
 runs = ray.get([evaluate.remote(task) for task in ("cranfield", "stsb-dev")])

@@ -92,7 +92,7 @@ def test_per_query_scores_average_to_the_mean_over_subsets():
 def test_run_evaluation_on_every_offline_task_with_reranker(tiny_embedder_dir, tiny_reranker_dir, tmp_path):
     from scipy.stats import spearmanr
 
-    from embedforge.eval.runner import read_pair_scores, read_query_scores, run_evaluate
+    from embedforge.eval.runner import run_evaluate
     from embedforge.eval.settings import EvaluateConfig
     from embedforge.eval.tasks import OFFLINE_TASKS
 
@@ -107,7 +107,8 @@ def test_run_evaluation_on_every_offline_task_with_reranker(tiny_embedder_dir, t
     assert list(runs) == ["tiny", "tiny+reranker"]
     assert list(runs["tiny"]) == list(OFFLINE_TASKS) and list(runs["tiny+reranker"]) == retrieval
     results = json.loads((tmp_path / "results.json").read_text())  # one flat mapping: reranked tasks as "<task>+reranker"
-    assert results == {**runs["tiny"], **{f"{task}+reranker": metrics for task, metrics in runs["tiny+reranker"].items()}}
+    flat = {**runs["tiny"], **{f"{task}+reranker": scores for task, scores in runs["tiny+reranker"].items()}}
+    assert results == {task: scores.metrics for task, scores in flat.items()}
     assert list(results) == list(OFFLINE_TASKS) + [f"{task}+reranker" for task in retrieval]
     main_metric = {"stsb-dev": "cosine_spearman", "stsb-multi-mt-dev": "cosine_spearman", "banking77": "accuracy"}
     for task, metrics in results.items():
@@ -125,14 +126,14 @@ def test_run_evaluation_on_every_offline_task_with_reranker(tiny_embedder_dir, t
     for task, scores in query_scores.items():
         assert sum(scores.values()) / len(scores) == pytest.approx(results[task]["ndcg_at_10"], abs=1e-5), task  # mteb rounds to 5 places
     assert list(query_scores["xquad-crosslingual"])[0].startswith("test/de-en/")
-    assert read_query_scores(tmp_path, "tiny")["tiny+reranker"]["cranfield"] == query_scores["cranfield+reranker"]
+    assert query_scores == {task: scores.per_query for task, scores in flat.items() if scores.per_query}  # what the gates get
     pair_scores = json.loads((tmp_path / "pair_scores.json").read_text())  # the STS gates' per-pair scores
     assert list(pair_scores) == ["stsb-dev", "stsb-multi-mt-dev"] and list(pair_scores["stsb-multi-mt-dev"]) == ["dev/de"]
     for task, subsets in pair_scores.items():
         rho = [spearmanr(pairs["predicted"], pairs["gold"])[0] for pairs in subsets.values()]
         assert all(len(pairs["gold"]) == 3 for pairs in subsets.values())
         assert sum(rho) / len(rho) == pytest.approx(results[task]["cosine_spearman"], abs=1e-5), task
-    assert read_pair_scores(tmp_path, "tiny") == {"tiny": pair_scores}
+    assert pair_scores == {task: scores.per_pair for task, scores in flat.items() if scores.per_pair}
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {task} |" in table for task in OFFLINE_TASKS)
     assert (tmp_path / "main_scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -91,7 +91,7 @@ def scores(folder: Path, data, reranker: Path | None = None) -> dict[str, float]
         out["per_query_reranked"] = query_ndcg(reranked, qrels)
         out["reranked_ndcg_at_10"] = statistics.fmean(out["per_query_reranked"].values())
     sts = run_evaluate(folder, Path("/tmp/bench-minilm-scifact-sts") / folder.name, EvaluateConfig(tasks=["stsb-dev"], batch_size=64), device="cpu", label="sts")
-    out["stsb_spearman"] = sts["sts"]["stsb-dev"]["main_score"]
+    out["stsb_spearman"] = sts["sts"]["stsb-dev"].metrics["main_score"]
     return out
 
 

@@ -7,16 +7,18 @@ Writes into the output folder:
 - ``results_by_subset.json``: the same per split and subset (languages, language pairs);
 - ``query_scores.json``: ``{task: {"split/subset/query_id": nDCG@10}}`` for the retrieval
   tasks that keep them (``LocalRetrieval``: every offline one), weighted so that their mean
-  is the task's main score; the held-out gates bootstrap over them;
+  is the task's main score;
 - ``pair_scores.json``: ``{task: {"split/subset": {"gold": [...], "predicted": [...]}}}`` for
   the STS tasks: every pair's gold similarity and the model's cosine, in the task's order,
-  from mteb's saved predictions; the gates bootstrap Spearman over them;
+  from mteb's saved predictions;
 - ``results.md``: a table of main scores; ``main_scores.png``: the same as a chart.
 
 :func:`run_evaluate` returns the scores by run: the model's label, and with a reranker
-``"<label>+reranker"`` as a run of its own, so reports compare them side by side. The
-pipeline calls it with the ``EvaluateConfig`` of its config; ``embedforge evaluate``
-builds the settings from its flags.
+``"<label>+reranker"`` as a run of its own, so reports compare them side by side. Each
+task's :class:`TaskScores` carries the per-query and per-pair scores too, which the
+pipeline's held-out gates bootstrap over (``embedforge.eval.gates``). The pipeline calls it
+with the ``EvaluateConfig`` of its config; ``embedforge evaluate`` builds the settings from
+its flags.
 """
 
 from __future__ import annotations
@@ -64,10 +66,10 @@ def run_evaluate(
     device: str | None = None,
     label: str | None = None,
     show_progress: bool = False,
-) -> dict[str, dict[str, Metrics]]:
+) -> dict[str, dict[str, TaskScores]]:
     """Evaluate ``model`` (a folder or packaged model name) and write the report files.
 
-    Returns ``{run: {task: metrics}}``: the run ``label`` (default: the model folder's name),
+    Returns ``{run: {task: TaskScores}}``: the run ``label`` (default: the model folder's name),
     and with ``reranker`` also ``"<label>+reranker"`` for the retrieval tasks.
     ``show_progress`` prints a line per step and an encoding progress bar to stderr.
     """
@@ -112,7 +114,7 @@ def run_evaluate(
             logger.info("reranker: not applicable to %s (not retrieval tasks)", ", ".join(skipped))
         runs[f"{name}{RERANKED_SUFFIX}"] = evaluate_with(mteb, search, rerankable, settings.batch_size)
     write_eval_report(runs, output_dir, {task.metadata.name: task.metadata.main_score for task in tasks})
-    return {run: {task: scores.metrics for task, scores in by_task.items()} for run, by_task in runs.items()}
+    return runs
 
 
 def evaluate_with(mteb_module, model, tasks: list, batch_size: int) -> dict[str, TaskScores]:
@@ -175,29 +177,6 @@ def pair_scores(task, predictions: Path) -> TaskPairScores | None:
         if subset in task.dataset
         for split, scores in by_split.items()
     }
-
-
-def read_query_scores(output_dir: Path, label: str) -> dict[str, dict[str, dict[str, float]]]:
-    """``{run: {task: {query: score}}}`` from the ``query_scores.json`` that evaluating ``label`` into ``output_dir`` wrote.
-
-    The runs are named as :func:`run_evaluate` returns them: ``label``, and ``label+reranker``
-    for its reranked retrieval tasks.
-    """
-    return scores_by_run(Path(output_dir) / QUERY_SCORES_FILE, label)
-
-
-def read_pair_scores(output_dir: Path, label: str) -> dict[str, dict[str, TaskPairScores]]:
-    """``{run: {task: TaskPairScores}}`` from the ``pair_scores.json`` that evaluating ``label`` into ``output_dir`` wrote."""
-    return scores_by_run(Path(output_dir) / PAIR_SCORES_FILE, label)
-
-
-def scores_by_run(path: Path, label: str) -> dict:
-    """A per-task JSON file of :func:`write_eval_report` split into runs: ``<task>+reranker`` entries go to ``label+reranker``."""
-    runs: dict = {}
-    for task, scores in json.loads(path.read_text()).items():
-        reranked = task.endswith(RERANKED_SUFFIX)
-        runs.setdefault(f"{label}{RERANKED_SUFFIX}" if reranked else label, {})[task.removesuffix(RERANKED_SUFFIX)] = scores
-    return runs
 
 
 def write_eval_report(runs: Mapping[str, Mapping[str, TaskScores]], output_dir: Path, main_metrics: Mapping[str, str]) -> dict[str, Metrics]:

@@ -139,16 +139,17 @@ def evaluate(section: "EvaluateConfig", folder: Path, upstream: Upstream) -> dic
     ones; each failed gate is printed.
     """
     from embedforge.eval.gates import failed, run_gates
-    from embedforge.eval.runner import read_pair_scores, read_query_scores, run_evaluate
+    from embedforge.eval.runner import run_evaluate
 
     models = models_to_compare(upstream)
     reranker = output_of(upstream, "reranker")
-    results, query_scores, pair_scores = {}, {}, {}
+    runs = {}
     for label, path in models.items():
         with_reranker = reranker if label == "merged" else None
-        results.update(run_evaluate(path, folder / label, section, reranker=with_reranker, label=label))
-        query_scores.update(read_query_scores(folder / label, label))
-        pair_scores.update(read_pair_scores(folder / label, label))
+        runs.update(run_evaluate(path, folder / label, section, reranker=with_reranker, label=label))
+    results = {run: {task: scores.metrics for task, scores in by_task.items()} for run, by_task in runs.items()}
+    query_scores = {run: {task: scores.per_query for task, scores in by_task.items() if scores.per_query} for run, by_task in runs.items()}
+    pair_scores = {run: {task: scores.per_pair for task, scores in by_task.items() if scores.per_pair} for run, by_task in runs.items()}
     (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     gates = run_gates(results, final="merged", max_drop=section.gate_max_drop, query_scores=query_scores, pair_scores=pair_scores)
     for gate in failed(gates):

@@ -45,13 +45,11 @@ def paired_bootstrap(
         raise ValueError(f"paired_bootstrap: {len(missing)} queries are scored by one model only, e.g. {missing[:3]}")
     if not a:
         raise ValueError("paired_bootstrap: no queries")
-    if not 0 < level < 1:
-        raise ValueError(f"paired_bootstrap: level must be between 0 and 1, not {level}")
+    check_level(level, "paired_bootstrap")
     ids = sorted(a)
     deltas = np.array([a[query_id] - b[query_id] for query_id in ids], dtype=np.float64)
     samples = np.random.default_rng(seed).integers(0, len(deltas), size=(resamples, len(deltas)))
-    means = deltas[samples].mean(axis=1)
-    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    low, high = percentile_interval(deltas[samples].mean(axis=1), level)
     return Difference(float(deltas.mean()), float(low), float(high), int((deltas > 0).sum()), int((deltas < 0).sum()), len(deltas))
 
 
@@ -82,6 +80,7 @@ def paired_bootstrap_spearman(
     """
     if not gold or set(gold) != set(a) or set(gold) != set(b):
         raise ValueError(f"paired_bootstrap_spearman: subsets differ: gold {sorted(gold)}, a {sorted(a)}, b {sorted(b)}")
+    check_level(level, "paired_bootstrap_spearman")
     rng = np.random.default_rng(seed)
     full, resampled = [], []
     for key in sorted(gold):
@@ -91,9 +90,19 @@ def paired_bootstrap_spearman(
         full.append(row_spearman(x_a[None], y[None])[0] - row_spearman(x_b[None], y[None])[0])
         picks = rng.integers(0, len(y), size=(resamples, len(y)))
         resampled.append(row_spearman(x_a[picks], y[picks]) - row_spearman(x_b[picks], y[picks]))
-    means = np.mean(resampled, axis=0)
-    low, high = np.nanquantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return Interval(float(np.mean(full)), float(low), float(high))
+    low, high = percentile_interval(np.mean(resampled, axis=0), level)
+    return Interval(float(np.mean(full)), low, high)
+
+
+def check_level(level: float, caller: str) -> None:
+    if not 0 < level < 1:
+        raise ValueError(f"{caller}: level must be between 0 and 1, not {level}")
+
+
+def percentile_interval(statistics: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of resampled statistics (resamples whose statistic is undefined, NaN, left out)."""
+    low, high = np.nanquantile(statistics, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
 
 
 def row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
